@@ -1,0 +1,3 @@
+module github.com/payfn/payfn
+
+go 1.26

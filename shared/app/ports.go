@@ -1,0 +1,146 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/payfn/payfn/shared/order"
+)
+
+// Store persists products, orders, the payments ledger and claims.
+// shared/store implements it on MongoDB. Every method wraps its errors with
+// context; "missing" is order.ErrNotFound and "unique key taken" is
+// order.ErrDuplicate, tested with errors.Is. Any other error means the store
+// could not answer (it may be down) and the caller must not assume anything.
+type Store interface {
+	// Product returns the product with id, or order.ErrNotFound.
+	Product(ctx context.Context, id string) (order.Product, error)
+	// InsertOrder writes a new order. It returns order.ErrDuplicate when the
+	// order id or the (owner, request id) idempotency key is already taken.
+	InsertOrder(ctx context.Context, o order.Order) error
+	// Order returns the order with id (its out_trade_no), or order.ErrNotFound.
+	Order(ctx context.Context, id string) (order.Order, error)
+	// OrderByRequest returns the owner's order created with requestID, or
+	// order.ErrNotFound.
+	OrderByRequest(ctx context.Context, owner, requestID string) (order.Order, error)
+	// SetPrepay records the prepay id WeChat Pay issued for the order and when
+	// it stops being usable. It does not change the status.
+	SetPrepay(ctx context.Context, orderID, prepayID string, expiresAt time.Time) error
+	// RecordPayment inserts a ledger row keyed by its transaction id. It
+	// returns order.ErrDuplicate when the row already exists.
+	RecordPayment(ctx context.Context, p order.Payment) error
+	// Claim inserts c if no claim with c.Key exists and returns (c, true).
+	// If one exists it returns that claim and false. Exactly one of any number
+	// of concurrent callers with the same key wins.
+	Claim(ctx context.Context, c order.Claim) (order.Claim, bool, error)
+	// ApplyClaim writes the claim's decision onto its order: status,
+	// transaction id, paid time. Applying the same claim again is harmless.
+	ApplyClaim(ctx context.Context, c order.Claim) error
+}
+
+// Channel is the payment channel (WeChat Pay APIv3). shared/wxpay implements
+// it on wechatpay-go. Its errors wrap ErrChannelUnavailable when WeChat Pay
+// could not be reached or answered with a fault, and ErrTradeNotFound when it
+// does not know the order.
+type Channel interface {
+	// Prepay creates (or, with identical parameters, re-creates) the JSAPI
+	// order at WeChat Pay and returns its prepay id.
+	Prepay(ctx context.Context, req PrepayRequest) (string, error)
+	// PaymentParams signs the parameters wx.requestPayment needs for prepayID.
+	PaymentParams(prepayID string) (PaymentParams, error)
+	// QueryOrder asks WeChat Pay for the order's current state.
+	QueryOrder(ctx context.Context, outTradeNo string) (Transaction, error)
+	// CloseOrder closes an unpaid order at WeChat Pay.
+	CloseOrder(ctx context.Context, outTradeNo string) error
+	// ParseNotification verifies a payment notification (signature by serial,
+	// timestamp window, AES-256-GCM decryption) from its exact headers and raw
+	// body. A notification that fails verification returns an error wrapping
+	// ErrBadNotification; it never panics.
+	ParseNotification(ctx context.Context, header http.Header, body []byte) (Notification, error)
+	// AppID and MchID are the merchant identifiers notifications must carry.
+	AppID() string
+	MchID() string
+}
+
+// Channel errors, tested with errors.Is.
+var (
+	ErrChannelUnavailable = errors.New("payment channel unavailable")
+	ErrTradeNotFound      = errors.New("trade not found at payment channel")
+	ErrBadNotification    = errors.New("notification failed verification")
+)
+
+// PrepayRequest is what the channel sends to create a JSAPI order. appid,
+// mchid and notify_url come from the channel's own configuration.
+type PrepayRequest struct {
+	OutTradeNo  string
+	Description string
+	TotalFen    int64
+	PayerOpenID string
+	TimeExpire  time.Time // sent in +08:00
+	Attach      string
+}
+
+// PaymentParams are the arguments of wx.requestPayment, spelled as the
+// mini-program API spells them.
+type PaymentParams struct {
+	AppID     string `json:"appId"`
+	TimeStamp string `json:"timeStamp"`
+	NonceStr  string `json:"nonceStr"`
+	Package   string `json:"package"`
+	SignType  string `json:"signType"`
+	PaySign   string `json:"paySign"`
+}
+
+// Transaction is WeChat Pay's view of an order, from a verified notification
+// or a query. Amounts are fen.
+type Transaction struct {
+	AppID          string
+	MchID          string
+	OutTradeNo     string
+	TransactionID  string
+	TradeType      string
+	TradeState     string // SUCCESS, NOTPAY, CLOSED, REFUND, ...
+	TradeStateDesc string
+	BankType       string
+	Attach         string
+	SuccessTime    time.Time
+	PayerOpenID    string
+	TotalFen       int64
+	PayerTotalFen  int64
+	Currency       string
+	PayerCurrency  string
+}
+
+// Notification is a verified, decrypted payment notification.
+type Notification struct {
+	ID          string // WeChat's notification id
+	EventType   string // TRANSACTION.SUCCESS for payments
+	CreateTime  time.Time
+	Transaction Transaction
+}
+
+// Sessions issues and checks the signed session tokens that identify a
+// mini-program user. shared/identity implements it.
+type Sessions interface {
+	// Issue returns a token for openid and when it expires.
+	Issue(openid string) (token string, expires time.Time, err error)
+	// Verify returns the openid a token was issued for. Every failure
+	// (malformed, forged, expired) wraps ErrBadToken.
+	Verify(token string) (openid string, err error)
+}
+
+// ErrBadToken means a session token is missing, malformed, forged or expired.
+var ErrBadToken = errors.New("invalid session token")
+
+// CodeExchanger turns a wx.login code into the user's openid
+// (jscode2session). shared/identity implements it. An invalid, used or
+// expired code wraps ErrBadLoginCode; a WeChat fault wraps
+// ErrChannelUnavailable.
+type CodeExchanger interface {
+	Exchange(ctx context.Context, code string) (openid string, err error)
+}
+
+// ErrBadLoginCode means WeChat rejected the login code.
+var ErrBadLoginCode = errors.New("login code rejected")

@@ -1,0 +1,132 @@
+// Package order is payfn's domain: products, orders, money in fen, the order
+// status machine, and the records of payments and exactly-once decisions.
+//
+// It imports nothing of payfn's and no I/O package: no net/http, no database
+// driver, no WeChat Pay SDK, no cloud runtime. Struct tags describe how the
+// store and the HTTP layer spell the fields; they import nothing.
+package order
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Currency is the only currency a domestic WeChat Pay merchant charges in.
+const Currency = "CNY"
+
+// Limits on what a buyer may order. They bound the total far below int64
+// overflow and below anything WeChat Pay would accept for one JSAPI order.
+const (
+	MaxQuantity = 999
+	MaxTotalFen = 100_000_000 // 1,000,000.00 CNY
+)
+
+// Sentinel errors shared by the store and the use cases. Callers test them
+// with errors.Is; implementations wrap them with context.
+var (
+	// ErrNotFound means the product, order or record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrDuplicate means a unique key (order id, idempotency key, claim key,
+	// ledger transaction id) is already taken.
+	ErrDuplicate = errors.New("duplicate key")
+	// ErrInvalidTransition means the status machine forbids the change.
+	ErrInvalidTransition = errors.New("invalid status transition")
+)
+
+// Product is something the merchant sells. Prices live only here, on the
+// server: a client never sends one.
+type Product struct {
+	ID          string `bson:"_id" json:"id"`
+	Title       string `bson:"title" json:"title"`
+	Summary     string `bson:"summary" json:"summary"`
+	Description string `bson:"description" json:"description"`
+	Image       string `bson:"image" json:"image"`
+	PriceFen    int64  `bson:"price_fen" json:"price_fen"`
+	Active      bool   `bson:"active" json:"active"`
+}
+
+// Validate reports whether the product can be stored and sold.
+func (p Product) Validate() error {
+	switch {
+	case p.ID == "":
+		return errors.New("product id is empty")
+	case p.Title == "":
+		return fmt.Errorf("product %s: title is empty", p.ID)
+	case p.PriceFen < 1 || p.PriceFen > MaxTotalFen:
+		return fmt.Errorf("product %s: price %d fen is outside 1..%d", p.ID, p.PriceFen, MaxTotalFen)
+	}
+	return nil
+}
+
+// Snapshot is the product as it was when the order was created, so a later
+// price or title change never alters what the buyer agreed to pay for.
+type Snapshot struct {
+	Title    string `bson:"title" json:"title"`
+	Summary  string `bson:"summary" json:"summary"`
+	Image    string `bson:"image" json:"image"`
+	PriceFen int64  `bson:"price_fen" json:"price_fen"`
+}
+
+// Order is one purchase. Its ID is the out_trade_no sent to WeChat Pay.
+type Order struct {
+	ID        string   `bson:"_id" json:"order_id"`
+	Owner     string   `bson:"owner" json:"-"`
+	RequestID string   `bson:"request_id" json:"request_id"`
+	ProductID string   `bson:"product_id" json:"product_id"`
+	Quantity  int64    `bson:"quantity" json:"quantity"`
+	TotalFen  int64    `bson:"total_fen" json:"total_fen"`
+	Currency  string   `bson:"currency" json:"currency"`
+	Status    Status   `bson:"status" json:"status"`
+	Product   Snapshot `bson:"product" json:"product"`
+
+	PrepayID        string    `bson:"prepay_id,omitempty" json:"-"`
+	PrepayExpiresAt time.Time `bson:"prepay_expires_at,omitempty" json:"-"`
+	TransactionID   string    `bson:"transaction_id,omitempty" json:"transaction_id,omitempty"`
+
+	CreatedAt time.Time  `bson:"created_at" json:"created_at"`
+	ExpiresAt time.Time  `bson:"expires_at" json:"expires_at"`
+	PaidAt    *time.Time `bson:"paid_at,omitempty" json:"paid_at,omitempty"`
+	UpdatedAt time.Time  `bson:"updated_at" json:"updated_at"`
+}
+
+// RequestKey is the order's idempotency key as stored: one buyer's request id
+// never collides with another buyer's.
+func (o Order) RequestKey() string { return RequestKey(o.Owner, o.RequestID) }
+
+// RequestKey joins an owner and a request id into the unique idempotency key.
+func RequestKey(owner, requestID string) string { return owner + "/" + requestID }
+
+// NewOrder prices an order from the product on the server. It returns an
+// error for an inactive product or a quantity outside 1..MaxQuantity.
+func NewOrder(id, owner, requestID string, p Product, quantity int64, now time.Time, ttl time.Duration) (Order, error) {
+	if !p.Active {
+		return Order{}, fmt.Errorf("product %s is not on sale", p.ID)
+	}
+	if quantity < 1 || quantity > MaxQuantity {
+		return Order{}, fmt.Errorf("quantity %d is outside 1..%d", quantity, MaxQuantity)
+	}
+	if p.PriceFen < 1 || p.PriceFen > MaxTotalFen {
+		return Order{}, fmt.Errorf("product %s has an invalid price", p.ID)
+	}
+	// Both factors are bounded above, so the product cannot overflow int64.
+	total := p.PriceFen * quantity
+	if total > MaxTotalFen {
+		return Order{}, fmt.Errorf("total %d fen exceeds the limit of %d", total, MaxTotalFen)
+	}
+	now = now.UTC().Truncate(time.Millisecond) // BSON dates keep milliseconds
+	return Order{
+		ID:        id,
+		Owner:     owner,
+		RequestID: requestID,
+		ProductID: p.ID,
+		Quantity:  quantity,
+		TotalFen:  total,
+		Currency:  Currency,
+		Status:    StatusNotPay,
+		Product:   Snapshot{Title: p.Title, Summary: p.Summary, Image: p.Image, PriceFen: p.PriceFen},
+		CreatedAt: now,
+		ExpiresAt: now.Add(ttl),
+		UpdatedAt: now,
+	}, nil
+}
