@@ -1,0 +1,9 @@
+// Package httpapi is payfn's HTTP face: one http.Handler per function
+// (decode and validate the request, authenticate the caller, call the use
+// case in shared/app, encode the answer or a {code, message} error). Every
+// runtime adapter (AWS Lambda, Tencent SCF, local net/http) serves these same
+// handlers, so behaviour is identical on every platform.
+//
+// It imports shared/app and shared/order, and no cloud runtime, database
+// driver or WeChat Pay SDK.
+package httpapi
