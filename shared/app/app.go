@@ -1,0 +1,296 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/payfn/payfn/shared/order"
+)
+
+// DefaultOrderTTL is how long an order may wait for payment.
+const DefaultOrderTTL = 30 * time.Minute
+
+// prepayReuseWindow is how long a prepay_id is reused. WeChat keeps one valid
+// for two hours; stopping earlier leaves margin for a slow buyer.
+const prepayReuseWindow = 110 * time.Minute
+
+// Config is what the use cases need. Only the parts a function uses must be
+// set: login needs Sessions and Codes; the order functions need Store and
+// Channel (and Sessions to authenticate).
+type Config struct {
+	Store    Store
+	Channel  Channel
+	Sessions Sessions
+	Codes    CodeExchanger
+
+	OrderTTL   time.Duration    // default DefaultOrderTTL
+	Now        func() time.Time // default time.Now
+	NewOrderID func() string    // default NewOrderID
+	Logger     *slog.Logger     // default discards
+}
+
+// App runs payfn's use cases.
+type App struct {
+	store    Store
+	channel  Channel
+	sessions Sessions
+	codes    CodeExchanger
+	ttl      time.Duration
+	now      func() time.Time
+	newID    func() string
+	log      *slog.Logger
+}
+
+// New returns an App. It does no I/O.
+func New(cfg Config) *App {
+	a := &App{
+		store: cfg.Store, channel: cfg.Channel, sessions: cfg.Sessions, codes: cfg.Codes,
+		ttl: cfg.OrderTTL, now: cfg.Now, newID: cfg.NewOrderID, log: cfg.Logger,
+	}
+	if a.ttl <= 0 {
+		a.ttl = DefaultOrderTTL
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.newID == nil {
+		a.newID = NewOrderID
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	return a
+}
+
+// idAlphabet is Crockford's base32: 32 symbols, so a random byte maps onto
+// it without bias, and no I/O/L/U to misread.
+const idAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// NewOrderID returns a fresh out_trade_no: "PF", the UTC time to the second,
+// and 12 random characters; 28 characters in all, within WeChat's 6-32 of
+// [0-9A-Za-z_-|*], sortable by creation time and not guessable.
+func NewOrderID() string {
+	var b [12]byte
+	rand.Read(b[:]) // never fails: the runtime aborts if the OS has no entropy
+	for i := range b {
+		b[i] = idAlphabet[b[i]%32]
+	}
+	return "PF" + time.Now().UTC().Format("20060102150405") + string(b[:])
+}
+
+var (
+	productIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
+	orderIDPattern   = regexp.MustCompile(`^[0-9A-Za-z_|*-]{6,32}$`)
+	loginCodePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+)
+
+// LoginResult is a fresh session.
+type LoginResult struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Login exchanges a wx.login code for a session token.
+// Errors: INVALID_LOGIN_CODE, LOGIN_CODE_REJECTED, PAYMENT_CHANNEL_UNAVAILABLE.
+func (a *App) Login(ctx context.Context, code string) (LoginResult, error) {
+	if !loginCodePattern.MatchString(code) {
+		return LoginResult{}, Errorf(KindInvalid, CodeInvalidLoginCode, "code must be the 1-128 character code from wx.login")
+	}
+	openid, err := a.codes.Exchange(ctx, code)
+	switch {
+	case errors.Is(err, ErrBadLoginCode):
+		return LoginResult{}, &Error{Kind: KindUnauthenticated, Code: CodeLoginRejected, Message: "WeChat rejected the login code; call wx.login again", Err: err}
+	case errors.Is(err, ErrChannelUnavailable):
+		return LoginResult{}, &Error{Kind: KindUnavailable, Code: CodeChannelUnavailable, Message: "WeChat login is unavailable, try again", Err: err}
+	case err != nil:
+		return LoginResult{}, fmt.Errorf("exchange login code: %w", err)
+	}
+	token, exp, err := a.sessions.Issue(openid)
+	if err != nil {
+		return LoginResult{}, fmt.Errorf("issue session: %w", err)
+	}
+	return LoginResult{Token: token, ExpiresAt: exp}, nil
+}
+
+// Authenticate returns the openid of a session token.
+// Errors: UNAUTHENTICATED.
+func (a *App) Authenticate(token string) (string, error) {
+	if token == "" {
+		return "", Errorf(KindUnauthenticated, CodeUnauthenticated, "a session token is required: send Authorization: Bearer <token> from login")
+	}
+	openid, err := a.sessions.Verify(token)
+	if err != nil {
+		return "", &Error{Kind: KindUnauthenticated, Code: CodeUnauthenticated, Message: "the session token is invalid or expired; log in again", Err: err}
+	}
+	return openid, nil
+}
+
+// CreateOrderInput is everything a client may say about a new order. The
+// price, status and owner are never among it.
+type CreateOrderInput struct {
+	ProductID string
+	Quantity  int64
+	RequestID string // idempotency key chosen by the client
+}
+
+// CreateOrder prices and stores a new NOTPAY order for caller. Repeating a
+// request id with the same product and quantity returns the first order
+// (created false); with different ones it is a conflict.
+// Errors: INVALID_PRODUCT_ID, INVALID_QUANTITY, INVALID_REQUEST_ID,
+// PRODUCT_NOT_FOUND, PRODUCT_NOT_ON_SALE, ORDER_TOO_LARGE,
+// IDEMPOTENCY_CONFLICT, STORE_UNAVAILABLE.
+func (a *App) CreateOrder(ctx context.Context, caller string, in CreateOrderInput) (o order.Order, created bool, err error) {
+	switch {
+	case !productIDPattern.MatchString(in.ProductID):
+		return order.Order{}, false, Errorf(KindInvalid, CodeInvalidProductID, "product_id must be 1-64 characters of A-Z a-z 0-9 _ -")
+	case in.Quantity < 1 || in.Quantity > order.MaxQuantity:
+		return order.Order{}, false, Errorf(KindInvalid, CodeInvalidQuantity, "quantity must be a whole number from 1 to %d", order.MaxQuantity)
+	case !requestIDPattern.MatchString(in.RequestID):
+		return order.Order{}, false, Errorf(KindInvalid, CodeInvalidRequestID, "request_id must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+	}
+	if prev, found, err := a.replay(ctx, caller, in); found || err != nil {
+		return prev, false, err
+	}
+	p, err := a.store.Product(ctx, in.ProductID)
+	if errors.Is(err, order.ErrNotFound) {
+		return order.Order{}, false, Errorf(KindNotFound, CodeProductNotFound, "no product %q", in.ProductID)
+	} else if err != nil {
+		return order.Order{}, false, storeError("load product", err)
+	}
+	if !p.Active {
+		return order.Order{}, false, Errorf(KindConflict, CodeProductNotOnSale, "product %q is not on sale", in.ProductID)
+	}
+	o, err = order.NewOrder(a.newID(), caller, in.RequestID, p, in.Quantity, a.now(), a.ttl)
+	if err != nil {
+		return order.Order{}, false, &Error{Kind: KindInvalid, Code: CodeOrderTooLarge, Message: fmt.Sprintf("the order total is over the limit of %d fen", order.MaxTotalFen), Err: err}
+	}
+	err = a.store.InsertOrder(ctx, o)
+	if errors.Is(err, order.ErrDuplicate) {
+		// A concurrent request with the same request id won the insert.
+		if prev, found, rerr := a.replay(ctx, caller, in); found || rerr != nil {
+			return prev, false, rerr
+		}
+		return order.Order{}, false, storeError("insert order", err)
+	} else if err != nil {
+		return order.Order{}, false, storeError("insert order", err)
+	}
+	a.log.InfoContext(ctx, "order created", "order_id", o.ID, "product_id", o.ProductID, "quantity", o.Quantity, "total_fen", o.TotalFen)
+	return o, true, nil
+}
+
+// replay finds the caller's earlier order for the same request id.
+func (a *App) replay(ctx context.Context, caller string, in CreateOrderInput) (order.Order, bool, error) {
+	prev, err := a.store.OrderByRequest(ctx, caller, in.RequestID)
+	if errors.Is(err, order.ErrNotFound) {
+		return order.Order{}, false, nil
+	} else if err != nil {
+		return order.Order{}, false, storeError("load order by request id", err)
+	}
+	if prev.ProductID != in.ProductID || prev.Quantity != in.Quantity {
+		return order.Order{}, true, Errorf(KindConflict, CodeIdempotencyConflict, "request_id %q was already used for a different order", in.RequestID)
+	}
+	return prev, true, nil
+}
+
+// PayResult is what the mini-program passes to wx.requestPayment.
+type PayResult struct {
+	OrderID string        `json:"order_id"`
+	Payment PaymentParams `json:"payment"`
+}
+
+// Pay returns signed wx.requestPayment parameters for the caller's own
+// unpaid order. A repeat reuses the prepay_id while it is valid.
+// Errors: INVALID_ORDER_ID, ORDER_NOT_FOUND, ORDER_NOT_PAYABLE, ORDER_EXPIRED,
+// STORE_UNAVAILABLE, PAYMENT_CHANNEL_UNAVAILABLE, PAYMENT_CHANNEL_ERROR.
+func (a *App) Pay(ctx context.Context, caller, orderID string) (PayResult, error) {
+	o, err := a.ownOrder(ctx, caller, orderID)
+	if err != nil {
+		return PayResult{}, err
+	}
+	now := a.now()
+	if o.Status != order.StatusNotPay {
+		return PayResult{}, Errorf(KindConflict, CodeOrderNotPayable, "order %s is %s and cannot be paid", o.ID, o.Status)
+	}
+	if !now.Before(o.ExpiresAt) {
+		return PayResult{}, Errorf(KindConflict, CodeOrderExpired, "order %s expired at %s; create a new order", o.ID, o.ExpiresAt.Format(time.RFC3339))
+	}
+	prepayID := o.PrepayID
+	if prepayID == "" || !now.Before(o.PrepayExpiresAt) {
+		prepayID, err = a.channel.Prepay(ctx, PrepayRequest{
+			OutTradeNo:  o.ID,
+			Description: o.Product.Title,
+			TotalFen:    o.TotalFen,
+			PayerOpenID: o.Owner,
+			// Always the order's own expiry, so a repeated prepay carries
+			// identical parameters and WeChat re-issues instead of refusing.
+			TimeExpire: o.ExpiresAt,
+		})
+		if err != nil {
+			return PayResult{}, a.prepayFailed(ctx, o, err)
+		}
+		if err := a.store.SetPrepay(ctx, o.ID, prepayID, now.Add(prepayReuseWindow)); err != nil {
+			return PayResult{}, storeError("save prepay id", err)
+		}
+	}
+	params, err := a.channel.PaymentParams(prepayID)
+	if err != nil {
+		return PayResult{}, fmt.Errorf("sign payment params for %s: %w", o.ID, err)
+	}
+	return PayResult{OrderID: o.ID, Payment: params}, nil
+}
+
+// prepayFailed explains a refused prepay. WeChat refuses a prepay for an
+// order it already finished, so ask it and reconcile before answering.
+func (a *App) prepayFailed(ctx context.Context, o order.Order, err error) error {
+	if errors.Is(err, ErrChannelUnavailable) {
+		return channelError("prepay "+o.ID, err)
+	}
+	if settled, rerr := a.reconcile(ctx, o); rerr == nil && settled.Status != order.StatusNotPay {
+		return Errorf(KindConflict, CodeOrderNotPayable, "order %s is %s and cannot be paid", o.ID, settled.Status)
+	}
+	return channelError("prepay "+o.ID, err)
+}
+
+// QueryOrder returns the caller's own order. While it is unpaid it asks
+// WeChat Pay and reconciles, so a lost notification is never the last word;
+// if WeChat Pay cannot be asked, the stored order is returned as it is.
+// Errors: INVALID_ORDER_ID, ORDER_NOT_FOUND, STORE_UNAVAILABLE.
+func (a *App) QueryOrder(ctx context.Context, caller, orderID string) (order.Order, error) {
+	o, err := a.ownOrder(ctx, caller, orderID)
+	if err != nil {
+		return order.Order{}, err
+	}
+	if o.Status != order.StatusNotPay {
+		return o, nil
+	}
+	settled, err := a.reconcile(ctx, o)
+	if err != nil {
+		if e := ErrorOf(err); e.Code == CodeStoreUnavailable {
+			return order.Order{}, e
+		}
+		a.log.WarnContext(ctx, "reconcile with WeChat Pay failed; answering from the store", "order_id", o.ID, "err", err)
+		return o, nil
+	}
+	return settled, nil
+}
+
+// ownOrder loads orderID and hides it unless caller owns it: someone else's
+// order answers exactly like a missing one.
+func (a *App) ownOrder(ctx context.Context, caller, orderID string) (order.Order, error) {
+	if !orderIDPattern.MatchString(orderID) {
+		return order.Order{}, Errorf(KindInvalid, CodeInvalidOrderID, "order_id must be the 6-32 character id createOrder returned")
+	}
+	o, err := a.store.Order(ctx, orderID)
+	if errors.Is(err, order.ErrNotFound) || (err == nil && o.Owner != caller) {
+		return order.Order{}, Errorf(KindNotFound, CodeOrderNotFound, "no order %s", orderID)
+	} else if err != nil {
+		return order.Order{}, storeError("load order", err)
+	}
+	return o, nil
+}

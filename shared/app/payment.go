@@ -1,0 +1,179 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/payfn/payfn/shared/order"
+)
+
+// WeChat Pay values payfn acts on.
+const (
+	EventTransactionSuccess = "TRANSACTION.SUCCESS"
+	TradeStateSuccess       = "SUCCESS"
+	TradeStateClosed        = "CLOSED"
+)
+
+// VerifyPayment handles a WeChat Pay payment notification from its exact
+// headers and raw body. A nil error means "acknowledge": the payment is
+// recorded (or there was nothing to record). Any error means "do not
+// acknowledge", so WeChat Pay delivers again; nothing is changed by a
+// notification that fails verification or does not match this merchant.
+//
+// A genuine payment of the wrong amount is recorded in the ledger, moves the
+// order to EXCEPTION, is logged at error level and acknowledged: a retry
+// would not change it.
+// Errors: INVALID_NOTIFICATION, NOTIFICATION_MISMATCH, ORDER_NOT_FOUND,
+// STORE_UNAVAILABLE, PAYMENT_CHANNEL_UNAVAILABLE.
+func (a *App) VerifyPayment(ctx context.Context, header http.Header, body []byte) error {
+	n, err := a.channel.ParseNotification(ctx, header, body)
+	switch {
+	case errors.Is(err, ErrBadNotification):
+		return &Error{Kind: KindUnauthenticated, Code: CodeInvalidNotification, Message: "the notification failed verification", Err: err}
+	case errors.Is(err, ErrChannelUnavailable):
+		return channelError("verify notification", err)
+	case err != nil:
+		return fmt.Errorf("verify notification: %w", err)
+	}
+	tx := n.Transaction
+	log := a.log.With("notification_id", n.ID, "out_trade_no", tx.OutTradeNo, "transaction_id", tx.TransactionID)
+	if n.EventType != EventTransactionSuccess || tx.TradeState != TradeStateSuccess {
+		log.WarnContext(ctx, "notification is not a successful payment; acknowledged without change", "event_type", n.EventType, "trade_state", tx.TradeState)
+		return nil
+	}
+	if tx.AppID != a.channel.AppID() || tx.MchID != a.channel.MchID() || tx.Currency != order.Currency || tx.TransactionID == "" {
+		log.ErrorContext(ctx, "verified notification does not belong to this merchant; rejected", "appid", tx.AppID, "mchid", tx.MchID, "currency", tx.Currency)
+		return Errorf(KindInvalid, CodeNotificationMismatch, "the notification's appid, mchid, currency or transaction id does not match this merchant")
+	}
+	if !orderIDPattern.MatchString(tx.OutTradeNo) {
+		log.ErrorContext(ctx, "verified notification names a malformed out_trade_no")
+		return Errorf(KindNotFound, CodeOrderNotFound, "no order %q", tx.OutTradeNo)
+	}
+	o, err := a.store.Order(ctx, tx.OutTradeNo)
+	if errors.Is(err, order.ErrNotFound) {
+		log.ErrorContext(ctx, "verified notification for an unknown order")
+		return Errorf(KindNotFound, CodeOrderNotFound, "no order %s", tx.OutTradeNo)
+	} else if err != nil {
+		return storeError("load order", err)
+	}
+	_, err = a.settlePaid(ctx, o, tx, "notification", n.ID)
+	return err
+}
+
+// settlePaid records a payment WeChat Pay reports as successful and decides,
+// once, what it does to the order: PAID when amount and currency match,
+// EXCEPTION otherwise. It returns the order as decided.
+func (a *App) settlePaid(ctx context.Context, o order.Order, tx Transaction, source, notificationID string) (order.Order, error) {
+	now := a.now().UTC().Truncate(time.Millisecond)
+	currency := tx.Currency
+	if currency == "" && source == "query" {
+		currency = order.Currency // a query reply may leave the only currency implicit
+	}
+	matched := tx.TotalFen == o.TotalFen && currency == order.Currency
+	paidAt := tx.SuccessTime.UTC().Truncate(time.Millisecond)
+	if paidAt.IsZero() {
+		paidAt = now
+	}
+	// The ledger row comes first: whatever the order's fate, the money that
+	// arrived is on record.
+	err := a.store.RecordPayment(ctx, order.Payment{
+		TransactionID: tx.TransactionID, OutTradeNo: o.ID, AppID: tx.AppID, MchID: tx.MchID,
+		TradeState: tx.TradeState, TotalFen: tx.TotalFen, PayerTotalFen: tx.PayerTotalFen,
+		Currency: currency, PayerOpenID: tx.PayerOpenID, SuccessTime: paidAt,
+		Source: source, NotificationID: notificationID, Matched: matched, RecordedAt: now,
+	})
+	if err != nil && !errors.Is(err, order.ErrDuplicate) {
+		return order.Order{}, storeError("record payment", err)
+	}
+	decision := order.Claim{
+		Key: order.SettleKey(o.ID), OrderID: o.ID, Status: order.StatusPaid,
+		TransactionID: tx.TransactionID, PaidAt: paidAt, DecidedAt: now,
+	}
+	if !matched {
+		decision.Status = order.StatusException
+		decision.Reason = fmt.Sprintf("paid %d %s, order total %d %s", tx.TotalFen, currency, o.TotalFen, o.Currency)
+	}
+	c, won, err := a.store.Claim(ctx, decision)
+	if err != nil {
+		return order.Order{}, storeError("claim settlement", err)
+	}
+	log := a.log.With("order_id", o.ID, "transaction_id", tx.TransactionID, "source", source)
+	switch {
+	case won && c.Status == order.StatusPaid:
+		log.InfoContext(ctx, "order paid", "total_fen", tx.TotalFen)
+	case won:
+		log.ErrorContext(ctx, "paid amount does not match the order; order moved to EXCEPTION", "paid_fen", tx.TotalFen, "currency", currency, "order_total_fen", o.TotalFen)
+	case c.TransactionID != tx.TransactionID:
+		// The order was already decided otherwise (closed, or paid by another
+		// transaction). The payment is in the ledger; a person must look.
+		log.ErrorContext(ctx, "payment arrived for an order already settled; recorded in the ledger", "settled_status", c.Status, "settled_transaction_id", c.TransactionID)
+	}
+	return a.apply(ctx, o, c)
+}
+
+// settleClosed decides, once, that an unpaid order is closed because WeChat
+// Pay says so. If a payment decided the order first, that decision stands.
+func (a *App) settleClosed(ctx context.Context, o order.Order, reason string) (order.Order, error) {
+	now := a.now().UTC().Truncate(time.Millisecond)
+	c, won, err := a.store.Claim(ctx, order.Claim{
+		Key: order.SettleKey(o.ID), OrderID: o.ID, Status: order.StatusClosed, Reason: reason, DecidedAt: now,
+	})
+	if err != nil {
+		return order.Order{}, storeError("claim settlement", err)
+	}
+	if won {
+		a.log.InfoContext(ctx, "order closed", "order_id", o.ID, "reason", reason)
+	}
+	return a.apply(ctx, o, c)
+}
+
+// apply writes a claimed decision onto the order unless it is already there.
+// Whoever finds a claim not yet applied (its winner died, say) applies it:
+// the decision rolls forward and nothing is lost.
+func (a *App) apply(ctx context.Context, o order.Order, c order.Claim) (order.Order, error) {
+	if o.Status == c.Status && o.TransactionID == c.TransactionID {
+		return o, nil
+	}
+	if err := order.Transition(o.Status, c.Status); err != nil {
+		return order.Order{}, fmt.Errorf("apply claim %s to order %s: %w", c.Key, o.ID, err)
+	}
+	if err := a.store.ApplyClaim(ctx, c); err != nil {
+		return order.Order{}, storeError("apply settlement", err)
+	}
+	o.Status = c.Status
+	o.TransactionID = c.TransactionID
+	if !c.PaidAt.IsZero() {
+		paid := c.PaidAt
+		o.PaidAt = &paid
+	}
+	o.UpdatedAt = c.DecidedAt
+	return o, nil
+}
+
+// reconcile asks WeChat Pay about an unpaid order and settles it to
+// WeChat Pay's truth: paid (or paid wrongly) or closed.
+func (a *App) reconcile(ctx context.Context, o order.Order) (order.Order, error) {
+	tx, err := a.channel.QueryOrder(ctx, o.ID)
+	if errors.Is(err, ErrTradeNotFound) {
+		return o, nil // never prepaid: WeChat Pay has nothing to say
+	} else if err != nil {
+		return order.Order{}, channelError("query "+o.ID, err)
+	}
+	if tx.AppID != a.channel.AppID() || tx.MchID != a.channel.MchID() || tx.OutTradeNo != o.ID {
+		return order.Order{}, fmt.Errorf("query %s: reply names appid %q mchid %q out_trade_no %q", o.ID, tx.AppID, tx.MchID, tx.OutTradeNo)
+	}
+	switch tx.TradeState {
+	case TradeStateSuccess:
+		if tx.TransactionID == "" {
+			return order.Order{}, fmt.Errorf("query %s: SUCCESS without a transaction id", o.ID)
+		}
+		return a.settlePaid(ctx, o, tx, "query", "")
+	case TradeStateClosed:
+		return a.settleClosed(ctx, o, "closed at WeChat Pay")
+	default:
+		return o, nil
+	}
+}

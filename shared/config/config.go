@@ -1,0 +1,225 @@
+// Package config reads payfn's settings from environment variables, the one
+// place they are declared. Secrets (the merchant private key, the APIv3 key,
+// the app secret, the session secret) arrive here from the environment, which
+// the platform fills from its secret store; they are never logged.
+//
+// It imports nothing of payfn's.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config is every setting. The env var that sets a field is named beside it.
+type Config struct {
+	LogLevel slog.Level // PAYFN_LOG_LEVEL: debug, info (default), warn, error
+
+	MongoURI      string // MONGODB_URI: e.g. mongodb+srv://user:pass@cluster/ (secret: may hold a password)
+	MongoDatabase string // MONGODB_DATABASE: default "payfn"
+
+	AppID        string // WECHAT_APPID: the mini-program's appid
+	AppSecret    string // WECHAT_APPSECRET (secret): for jscode2session
+	LoginBaseURL string // WECHAT_API_BASE_URL: default https://api.weixin.qq.com
+
+	SessionSecret string        // PAYFN_SESSION_SECRET (secret): at least 32 bytes, signs session tokens
+	SessionTTL    time.Duration // PAYFN_SESSION_TTL: default 2h
+
+	MchID            string        // WECHATPAY_MCHID: merchant id
+	MchCertSerial    string        // WECHATPAY_MCH_CERT_SERIAL: serial of the merchant API certificate
+	MchPrivateKeyPEM string        // WECHATPAY_MCH_PRIVATE_KEY (secret): PKCS#8 PEM of the merchant API key
+	APIv3Key         string        // WECHATPAY_APIV3_KEY (secret): exactly 32 bytes
+	NotifyURL        string        // WECHATPAY_NOTIFY_URL: public https URL of verifyPayment, no query
+	PublicKeyID      string        // WECHATPAY_PUBLIC_KEY_ID: PUB_KEY_ID_...; empty = platform-certificate mode
+	PublicKeyPEM     string        // WECHATPAY_PUBLIC_KEY: the WeChat Pay public key (PEM)
+	PayBaseURL       string        // WECHATPAY_BASE_URL: default the real WeChat Pay; the simulator's URL locally
+	PayTimeout       time.Duration // WECHATPAY_TIMEOUT: default 8s, below the function timeout
+
+	OrderTTL time.Duration // PAYFN_ORDER_TTL: how long an order may wait for payment, default 30m
+}
+
+// Part is a group of settings a function needs.
+type Part int
+
+// The parts functions need.
+const (
+	PartStore    Part = iota // MongoDB
+	PartLogin                // jscode2session
+	PartSessions             // session tokens
+	PartPay                  // WeChat Pay merchant
+)
+
+// Load reads the settings through getenv (os.Getenv in a function) and
+// checks the format of every one that is set. All problems come back
+// together.
+func Load(getenv func(string) string) (Config, error) {
+	var errs []error
+	duration := func(name string, def time.Duration) time.Duration {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q is not a positive duration such as 30m", name, v))
+			return def
+		}
+		return d
+	}
+	c := Config{
+		MongoURI:         strings.TrimSpace(getenv("MONGODB_URI")),
+		MongoDatabase:    strings.TrimSpace(getenv("MONGODB_DATABASE")),
+		AppID:            strings.TrimSpace(getenv("WECHAT_APPID")),
+		AppSecret:        strings.TrimSpace(getenv("WECHAT_APPSECRET")),
+		LoginBaseURL:     strings.TrimSpace(getenv("WECHAT_API_BASE_URL")),
+		SessionSecret:    getenv("PAYFN_SESSION_SECRET"),
+		SessionTTL:       duration("PAYFN_SESSION_TTL", 2*time.Hour),
+		MchID:            strings.TrimSpace(getenv("WECHATPAY_MCHID")),
+		MchCertSerial:    strings.TrimSpace(getenv("WECHATPAY_MCH_CERT_SERIAL")),
+		MchPrivateKeyPEM: pemText(getenv("WECHATPAY_MCH_PRIVATE_KEY")),
+		APIv3Key:         getenv("WECHATPAY_APIV3_KEY"),
+		NotifyURL:        strings.TrimSpace(getenv("WECHATPAY_NOTIFY_URL")),
+		PublicKeyID:      strings.TrimSpace(getenv("WECHATPAY_PUBLIC_KEY_ID")),
+		PublicKeyPEM:     pemText(getenv("WECHATPAY_PUBLIC_KEY")),
+		PayBaseURL:       strings.TrimSpace(getenv("WECHATPAY_BASE_URL")),
+		PayTimeout:       duration("WECHATPAY_TIMEOUT", 8*time.Second),
+		OrderTTL:         duration("PAYFN_ORDER_TTL", 30*time.Minute),
+	}
+	if c.MongoDatabase == "" {
+		c.MongoDatabase = "payfn"
+	}
+	if v := strings.TrimSpace(getenv("PAYFN_LOG_LEVEL")); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			errs = append(errs, fmt.Errorf("PAYFN_LOG_LEVEL=%q is not one of debug, info, warn, error", v))
+		}
+	}
+	if c.SessionSecret != "" && len(c.SessionSecret) < 32 {
+		errs = append(errs, fmt.Errorf("PAYFN_SESSION_SECRET is %d bytes; use at least 32 random bytes", len(c.SessionSecret)))
+	}
+	if c.APIv3Key != "" && len(c.APIv3Key) != 32 {
+		errs = append(errs, fmt.Errorf("WECHATPAY_APIV3_KEY is %d bytes; the APIv3 key is exactly 32", len(c.APIv3Key)))
+	}
+	if c.NotifyURL != "" {
+		if err := checkNotifyURL(c.NotifyURL); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for name, v := range map[string]string{"WECHAT_API_BASE_URL": c.LoginBaseURL, "WECHATPAY_BASE_URL": c.PayBaseURL} {
+		if v == "" {
+			continue
+		}
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s=%q is not an http(s) URL", name, v))
+		}
+	}
+	if (c.PublicKeyID == "") != (c.PublicKeyPEM == "") {
+		errs = append(errs, errors.New("set WECHATPAY_PUBLIC_KEY_ID and WECHATPAY_PUBLIC_KEY together (public-key mode) or neither (platform-certificate mode)"))
+	}
+	return c, errors.Join(errs...)
+}
+
+// Need reports every missing setting of the given parts.
+func (c Config) Need(parts ...Part) error {
+	var missing []string
+	need := func(name, v string) {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	for _, p := range parts {
+		switch p {
+		case PartStore:
+			need("MONGODB_URI", c.MongoURI)
+		case PartLogin:
+			need("WECHAT_APPID", c.AppID)
+			need("WECHAT_APPSECRET", c.AppSecret)
+		case PartSessions:
+			need("PAYFN_SESSION_SECRET", c.SessionSecret)
+		case PartPay:
+			need("WECHAT_APPID", c.AppID)
+			need("WECHATPAY_MCHID", c.MchID)
+			need("WECHATPAY_MCH_CERT_SERIAL", c.MchCertSerial)
+			need("WECHATPAY_MCH_PRIVATE_KEY", c.MchPrivateKeyPEM)
+			need("WECHATPAY_APIV3_KEY", c.APIv3Key)
+			need("WECHATPAY_NOTIFY_URL", c.NotifyURL)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing settings: %s", strings.Join(dedupe(missing), ", "))
+	}
+	return nil
+}
+
+// LogValue shows the settings with every secret replaced by whether it is set.
+func (c Config) LogValue() slog.Value {
+	set := func(v string) string {
+		if v == "" {
+			return "(unset)"
+		}
+		return "(set)"
+	}
+	return slog.GroupValue(
+		slog.String("mongodb_uri", set(c.MongoURI)),
+		slog.String("mongodb_database", c.MongoDatabase),
+		slog.String("wechat_appid", c.AppID),
+		slog.String("wechat_appsecret", set(c.AppSecret)),
+		slog.String("wechat_api_base_url", c.LoginBaseURL),
+		slog.String("session_secret", set(c.SessionSecret)),
+		slog.Duration("session_ttl", c.SessionTTL),
+		slog.String("wechatpay_mchid", c.MchID),
+		slog.String("wechatpay_mch_cert_serial", c.MchCertSerial),
+		slog.String("wechatpay_mch_private_key", set(c.MchPrivateKeyPEM)),
+		slog.String("wechatpay_apiv3_key", set(c.APIv3Key)),
+		slog.String("wechatpay_notify_url", c.NotifyURL),
+		slog.String("wechatpay_public_key_id", c.PublicKeyID),
+		slog.String("wechatpay_base_url", c.PayBaseURL),
+		slog.Duration("order_ttl", c.OrderTTL),
+	)
+}
+
+// checkNotifyURL applies WeChat Pay's rules: https, no query string. Plain
+// http is accepted only for loopback, where the local stack runs.
+func checkNotifyURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("WECHATPAY_NOTIFY_URL=%q is not a URL", v)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("WECHATPAY_NOTIFY_URL must not carry a query string")
+	}
+	host := u.Hostname()
+	loopback := host == "127.0.0.1" || host == "localhost" || host == "::1"
+	if u.Scheme != "https" && !(u.Scheme == "http" && loopback) {
+		return fmt.Errorf("WECHATPAY_NOTIFY_URL must be https (http only on loopback for local runs)")
+	}
+	if len(v) > 255 {
+		return fmt.Errorf("WECHATPAY_NOTIFY_URL is %d characters; WeChat Pay allows 255", len(v))
+	}
+	return nil
+}
+
+// pemText accepts a PEM block with real newlines or with "\n" escapes, as
+// some secret stores and .env files deliver it.
+func pemText(v string) string {
+	v = strings.TrimSpace(v)
+	if !strings.Contains(v, "\n") {
+		v = strings.ReplaceAll(v, `\n`, "\n")
+	}
+	return v
+}
+
+func dedupe(s []string) []string {
+	seen := map[string]bool{}
+	out := s[:0]
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}

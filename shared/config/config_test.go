@@ -1,0 +1,98 @@
+package config_test
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/payfn/payfn/shared/config"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadAppliesDefaults(t *testing.T) {
+	c, err := config.Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MongoDatabase != "payfn" || c.OrderTTL != 30*time.Minute || c.SessionTTL != 2*time.Hour || c.PayTimeout != 8*time.Second {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+}
+
+func TestLoadReportsEveryBadSettingTogether(t *testing.T) {
+	_, err := config.Load(env(map[string]string{
+		"PAYFN_SESSION_SECRET":    "short",
+		"WECHATPAY_APIV3_KEY":     "not-32-bytes",
+		"WECHATPAY_NOTIFY_URL":    "http://pay.example.com/notify?x=1",
+		"PAYFN_ORDER_TTL":         "-5m",
+		"WECHATPAY_PUBLIC_KEY_ID": "PUB_KEY_ID_1",
+		"PAYFN_LOG_LEVEL":         "loud",
+	}))
+	if err == nil {
+		t.Fatal("Load accepted bad settings")
+	}
+	for _, want := range []string{"PAYFN_SESSION_SECRET", "WECHATPAY_APIV3_KEY", "WECHATPAY_NOTIFY_URL", "PAYFN_ORDER_TTL", "WECHATPAY_PUBLIC_KEY", "PAYFN_LOG_LEVEL"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "short") || strings.Contains(err.Error(), "not-32-bytes") {
+		t.Errorf("error echoes a secret value: %v", err)
+	}
+}
+
+func TestNotifyURLMustBeHTTPSExceptOnLoopback(t *testing.T) {
+	for url, ok := range map[string]bool{
+		"https://pay.example.com/notify/wechatpay": true,
+		"http://127.0.0.1:8080/notify/wechatpay":   true,
+		"http://pay.example.com/notify/wechatpay":  false,
+	} {
+		_, err := config.Load(env(map[string]string{"WECHATPAY_NOTIFY_URL": url}))
+		if (err == nil) != ok {
+			t.Errorf("%s: err = %v, want ok=%v", url, err, ok)
+		}
+	}
+}
+
+func TestNeedNamesMissingSettingsOfEachPart(t *testing.T) {
+	c, _ := config.Load(env(nil))
+	err := c.Need(config.PartStore, config.PartPay)
+	if err == nil {
+		t.Fatal("Need found nothing missing")
+	}
+	for _, want := range []string{"MONGODB_URI", "WECHATPAY_MCHID", "WECHATPAY_MCH_PRIVATE_KEY", "WECHATPAY_APIV3_KEY", "WECHATPAY_NOTIFY_URL"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %s not reported: %v", want, err)
+		}
+	}
+}
+
+func TestLogValueRedactsSecrets(t *testing.T) {
+	c, err := config.Load(env(map[string]string{
+		"MONGODB_URI":               "mongodb://user:hunter2@db/",
+		"WECHAT_APPSECRET":          "app-secret-value",
+		"PAYFN_SESSION_SECRET":      strings.Repeat("s", 40),
+		"WECHATPAY_MCH_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\\nMIIkeymaterial\\n-----END PRIVATE KEY-----",
+		"WECHATPAY_APIV3_KEY":       strings.Repeat("k", 32),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(c.MchPrivateKeyPEM, "\nMIIkeymaterial\n") {
+		t.Errorf("escaped newlines in the PEM were not restored")
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", "cfg", c)
+	out := buf.String()
+	if !strings.Contains(out, `"wechatpay_apiv3_key":"(set)"`) {
+		t.Errorf("LogValue was not used: %s", out)
+	}
+	for _, secret := range []string{"hunter2", "app-secret-value", strings.Repeat("s", 40), "MIIkeymaterial", strings.Repeat("k", 32)} {
+		if strings.Contains(out, secret) {
+			t.Errorf("LogValue shows a secret: %s", out)
+		}
+	}
+}

@@ -1,0 +1,115 @@
+// Package identity knows who the caller is: it issues and checks the signed,
+// short-lived session tokens payfn hands out at login, and exchanges a
+// wx.login code for the user's openid through WeChat's jscode2session.
+//
+// It implements app.Sessions and app.CodeExchanger and imports only
+// shared/app; no database driver, WeChat Pay SDK or cloud runtime.
+package identity
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/payfn/payfn/shared/app"
+)
+
+// MinSecretBytes is the shortest session secret accepted: HMAC-SHA256 wants a
+// key at least as long as its output.
+const MinSecretBytes = 32
+
+// maxClockSkew tolerates a token issued by an instance whose clock runs a
+// little ahead of this one.
+const maxClockSkew = time.Minute
+
+const tokenVersion = "v1"
+
+// Tokens issues and verifies session tokens of the form
+// "v1.<base64url payload>.<base64url HMAC-SHA256>". The payload names the
+// openid and the expiry; nothing in it is secret, and nothing in it can be
+// changed without the key.
+type Tokens struct {
+	secret []byte
+	ttl    time.Duration
+	now    func() time.Time
+}
+
+type claims struct {
+	Sub string `json:"sub"`
+	Iat int64  `json:"iat"`
+	Exp int64  `json:"exp"`
+}
+
+// NewTokens returns a token issuer. secret must be at least MinSecretBytes
+// long and ttl positive; now defaults to time.Now.
+func NewTokens(secret []byte, ttl time.Duration, now func() time.Time) (*Tokens, error) {
+	if len(secret) < MinSecretBytes {
+		return nil, fmt.Errorf("session secret is %d bytes, need at least %d", len(secret), MinSecretBytes)
+	}
+	if ttl <= 0 {
+		return nil, fmt.Errorf("session ttl %s is not positive", ttl)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Tokens{secret: append([]byte(nil), secret...), ttl: ttl, now: now}, nil
+}
+
+// Issue returns a token for openid and its expiry.
+func (t *Tokens) Issue(openid string) (string, time.Time, error) {
+	if openid == "" {
+		return "", time.Time{}, errors.New("issue token: empty openid")
+	}
+	now := t.now()
+	exp := now.Add(t.ttl)
+	payload, err := json.Marshal(claims{Sub: openid, Iat: now.Unix(), Exp: exp.Unix()})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("issue token: %w", err)
+	}
+	signed := tokenVersion + "." + base64.RawURLEncoding.EncodeToString(payload)
+	return signed + "." + base64.RawURLEncoding.EncodeToString(t.mac(signed)), time.Unix(exp.Unix(), 0).UTC(), nil
+}
+
+// Verify returns the openid the token was issued for. Every failure wraps
+// app.ErrBadToken and says why without echoing the token.
+func (t *Tokens) Verify(token string) (string, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || parts[0] != tokenVersion {
+		return "", fmt.Errorf("malformed token: %w", app.ErrBadToken)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return "", fmt.Errorf("malformed token signature: %w", app.ErrBadToken)
+	}
+	// hmac.Equal compares in constant time, so timing reveals nothing of the MAC.
+	if !hmac.Equal(sig, t.mac(parts[0]+"."+parts[1])) {
+		return "", fmt.Errorf("token signature does not verify: %w", app.ErrBadToken)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", fmt.Errorf("malformed token payload: %w", app.ErrBadToken)
+	}
+	var c claims
+	if err := json.Unmarshal(raw, &c); err != nil || c.Sub == "" {
+		return "", fmt.Errorf("malformed token claims: %w", app.ErrBadToken)
+	}
+	now := t.now()
+	if now.Unix() >= c.Exp {
+		return "", fmt.Errorf("token expired: %w", app.ErrBadToken)
+	}
+	if c.Iat > now.Add(maxClockSkew).Unix() {
+		return "", fmt.Errorf("token issued in the future: %w", app.ErrBadToken)
+	}
+	return c.Sub, nil
+}
+
+func (t *Tokens) mac(signed string) []byte {
+	m := hmac.New(sha256.New, t.secret)
+	m.Write([]byte(signed))
+	return m.Sum(nil)
+}

@@ -1,0 +1,397 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/payfn/payfn/shared/app"
+)
+
+// Paths of the functions' HTTP routes, the same locally and in the clouds.
+const (
+	PathLogin         = "/login"
+	PathCreateOrder   = "/createOrder"
+	PathPay           = "/pay"
+	PathQueryOrder    = "/queryOrder"
+	PathVerifyPayment = "/notify/wechatpay"
+)
+
+// Body limits. Client requests are a few fields; a payment notification is
+// about 1 KiB, so 64 KiB leaves room without letting a caller make us buffer
+// megabytes.
+const (
+	MaxClientBody       = 8 << 10
+	MaxNotificationBody = 64 << 10
+)
+
+// API serves payfn's functions over HTTP.
+type API struct {
+	app *app.App
+	log *slog.Logger
+}
+
+// New returns the HTTP face of a.
+func New(a *app.App, logger *slog.Logger) *API {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &API{app: a, log: logger}
+}
+
+// Routes returns every function on one mux, for the local stack.
+func (api *API) Routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle(PathLogin, api.Login())
+	mux.Handle(PathCreateOrder, api.CreateOrder())
+	mux.Handle(PathPay, api.Pay())
+	mux.Handle(PathQueryOrder, api.QueryOrder())
+	mux.Handle(PathVerifyPayment, api.VerifyPayment())
+	return mux
+}
+
+type loginRequest struct {
+	Code string `json:"code"`
+}
+
+// Login handles POST {code}. 200 {token, expires_at}.
+func (api *API) Login() http.Handler {
+	return api.endpoint("login", false, func(w http.ResponseWriter, r *http.Request, _ string, lg *logLine) error {
+		var req loginRequest
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		res, err := api.app.Login(r.Context(), req.Code)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, res)
+	})
+}
+
+type createOrderRequest struct {
+	ProductID string          `json:"product_id"`
+	Quantity  json.RawMessage `json:"quantity"`
+	RequestID string          `json:"request_id"`
+}
+
+var integerToken = regexp.MustCompile(`^-?[0-9]{1,18}$`)
+
+// CreateOrder handles POST {product_id, quantity, request_id}. 201 with the
+// new order, or 200 with the earlier one for a repeated request_id.
+func (api *API) CreateOrder() http.Handler {
+	return api.endpoint("createOrder", true, func(w http.ResponseWriter, r *http.Request, caller string, lg *logLine) error {
+		var req createOrderRequest
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		// The quantity must be a bare JSON integer: not a string, not 1.0, not 1e3.
+		qty := strings.TrimSpace(string(req.Quantity))
+		if !integerToken.MatchString(qty) {
+			return app.Errorf(app.KindInvalid, app.CodeInvalidQuantity, "quantity must be a whole number from 1 to 999")
+		}
+		n, err := strconv.ParseInt(qty, 10, 64)
+		if err != nil {
+			return app.Errorf(app.KindInvalid, app.CodeInvalidQuantity, "quantity must be a whole number from 1 to 999")
+		}
+		o, created, err := api.app.CreateOrder(r.Context(), caller, app.CreateOrderInput{ProductID: req.ProductID, Quantity: n, RequestID: req.RequestID})
+		if err != nil {
+			return err
+		}
+		lg.orderID = o.ID
+		status := http.StatusOK
+		if created {
+			status = http.StatusCreated
+		}
+		return writeJSON(w, status, o)
+	})
+}
+
+type orderRequest struct {
+	OrderID string `json:"order_id"`
+}
+
+// Pay handles POST {order_id}. 200 {order_id, payment{...}} for wx.requestPayment.
+func (api *API) Pay() http.Handler {
+	return api.endpoint("pay", true, func(w http.ResponseWriter, r *http.Request, caller string, lg *logLine) error {
+		var req orderRequest
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		lg.orderID = req.OrderID
+		res, err := api.app.Pay(r.Context(), caller, req.OrderID)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, res)
+	})
+}
+
+// QueryOrder handles POST {order_id}. 200 with the caller's order.
+func (api *API) QueryOrder() http.Handler {
+	return api.endpoint("queryOrder", true, func(w http.ResponseWriter, r *http.Request, caller string, lg *logLine) error {
+		var req orderRequest
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		lg.orderID = req.OrderID
+		o, err := api.app.QueryOrder(r.Context(), caller, req.OrderID)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, o)
+	})
+}
+
+// VerifyPayment handles WeChat Pay's payment notification. It needs no
+// session: WeChat Pay's signature is its authentication. 200
+// {"code":"SUCCESS"} acknowledges; any 4xx/5xx makes WeChat Pay retry.
+func (api *API) VerifyPayment() http.Handler {
+	return api.endpoint("verifyPayment", false, func(w http.ResponseWriter, r *http.Request, _ string, lg *logLine) error {
+		// The signature covers the exact bytes, so the body is read raw and
+		// never re-encoded.
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxNotificationBody))
+		if err != nil {
+			return bodyError(err)
+		}
+		if err := api.app.VerifyPayment(r.Context(), r.Header, body); err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, errorBody{Code: "SUCCESS", Message: "OK"})
+	})
+}
+
+type errorBody struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// logLine collects what the access log line reports.
+type logLine struct {
+	orderID string
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, caller string, lg *logLine) error
+
+// endpoint wraps a function: POST only, a bounded body, the caller's
+// session when authenticated is set, one access log line, and errors turned
+// into {code, message} with the status from statusOf.
+func (api *API) endpoint(route string, authenticated bool, fn handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		lg := &logLine{}
+		var caller string
+		err := func() error {
+			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", http.MethodPost)
+				return &httpError{status: http.StatusMethodNotAllowed, code: app.CodeMethodNotAllowed, msg: "use POST"}
+			}
+			if route != "verifyPayment" {
+				if err := checkJSONContentType(r); err != nil {
+					return err
+				}
+				r.Body = http.MaxBytesReader(rec, r.Body, MaxClientBody)
+			}
+			if authenticated {
+				var err error
+				if caller, err = api.app.Authenticate(bearerToken(r)); err != nil {
+					return err
+				}
+			}
+			return fn(rec, r, caller, lg)
+		}()
+		if err != nil {
+			api.writeError(rec, r, route, err)
+		}
+		attrs := []any{"route", route, "status", rec.status, "duration_ms", time.Since(start).Milliseconds()}
+		if id := RequestID(r.Context()); id != "" {
+			attrs = append(attrs, "request_id", id)
+		}
+		if lg.orderID != "" {
+			attrs = append(attrs, "order_id", lg.orderID)
+		}
+		if caller != "" {
+			attrs = append(attrs, "caller", caller)
+		}
+		if err != nil {
+			attrs = append(attrs, "code", errorCode(err))
+		}
+		api.log.InfoContext(r.Context(), "request", attrs...)
+	})
+}
+
+// httpError is an error of the HTTP layer itself (method, media type, body).
+type httpError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.code + ": " + e.msg }
+
+func errorCode(err error) string {
+	var he *httpError
+	if errors.As(err, &he) {
+		return he.code
+	}
+	return app.ErrorOf(err).Code
+}
+
+// statusOf is the one table from error kind to HTTP status.
+var statusOf = map[app.Kind]int{
+	app.KindInvalid:         http.StatusBadRequest,
+	app.KindUnauthenticated: http.StatusUnauthorized,
+	app.KindNotFound:        http.StatusNotFound,
+	app.KindConflict:        http.StatusConflict,
+	app.KindTooLarge:        http.StatusRequestEntityTooLarge,
+	app.KindUnavailable:     http.StatusServiceUnavailable,
+	app.KindBadGateway:      http.StatusBadGateway,
+	app.KindInternal:        http.StatusInternalServerError,
+}
+
+func (api *API) writeError(w http.ResponseWriter, r *http.Request, route string, err error) {
+	reqID := RequestID(r.Context())
+	var he *httpError
+	if errors.As(err, &he) {
+		writeJSON(w, he.status, errorBody{Code: he.code, Message: he.msg, RequestID: reqID})
+		return
+	}
+	e := app.ErrorOf(err)
+	status, ok := statusOf[e.Kind]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	msg := e.Message
+	if status >= 500 {
+		// The cause goes to the log only; the caller gets the code and the
+		// request id to quote.
+		api.log.ErrorContext(r.Context(), "request failed", "route", route, "code", e.Code, "request_id", reqID, "err", err)
+		if e.Kind == app.KindInternal {
+			msg = "internal error"
+		}
+	}
+	writeJSON(w, status, errorBody{Code: e.Code, Message: msg, RequestID: reqID})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+func bearerToken(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func checkJSONContentType(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil // wx.request sends JSON; a missing type is read as JSON
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return &httpError{status: http.StatusUnsupportedMediaType, code: app.CodeUnsupportedMedia, msg: "send Content-Type: application/json"}
+	}
+	return nil
+}
+
+// decode reads exactly one JSON object into v, rejecting unknown fields, a
+// second value after it, and any field named twice (a parser that kept the
+// first and one that kept the last would disagree about the request).
+func decode(r *http.Request, v any) error {
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		return bodyError(err)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body must be a JSON object")
+	}
+	if err := rejectDuplicateKeys(raw); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return app.Errorf(app.KindInvalid, app.CodeUnknownField, "field %s is not accepted; prices, amounts, statuses and owners are decided by the server", name)
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "field %q has the wrong type", te.Field)
+		}
+		return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body is not a valid JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+// rejectDuplicateKeys fails if the top-level object names a key twice.
+func rejectDuplicateKeys(raw []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body must be a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body is not a valid JSON object")
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "field %q appears twice", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body is not a valid JSON object")
+		}
+	}
+	return nil
+}
+
+func bodyError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return &httpError{status: http.StatusRequestEntityTooLarge, code: app.CodeBodyTooLarge, msg: fmt.Sprintf("the body is over the limit of %d bytes", mbe.Limit)}
+	}
+	return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body could not be read")
+}
+
+// statusRecorder remembers the status for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
