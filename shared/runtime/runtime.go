@@ -1,0 +1,89 @@
+// Package runtime starts a payfn function on whichever cloud runtime the
+// process finds itself in, so one main serves AWS Lambda and Tencent SCF.
+//
+// It imports only the adapters (awslambda, tencentscf); it must not import
+// shared/app or shared/order.
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"github.com/payfn/payfn/shared/runtime/awslambda"
+	"github.com/payfn/payfn/shared/runtime/tencentscf"
+)
+
+// Platform names a cloud runtime.
+type Platform string
+
+// The platforms Start can serve.
+const (
+	AWSLambda  Platform = "aws-lambda"
+	TencentSCF Platform = "tencent-scf"
+)
+
+// Environment variables the runtimes set and the libraries read.
+const (
+	// envAWSRuntimeAPI is the Lambda Runtime API address on provided.*
+	// runtimes; aws-lambda-go's lambda.Start serves through it.
+	envAWSRuntimeAPI = "AWS_LAMBDA_RUNTIME_API"
+	// envRPCPort is the net/rpc port scf-go-lib's cloudfunction.Start
+	// listens on. AWS's retired go1.x runtime used the same variable.
+	envRPCPort = "_LAMBDA_SERVER_PORT"
+	// envAWSFunctionName is set by every Lambda runtime; with envRPCPort it
+	// means go1.x rather than SCF.
+	envAWSFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
+	// envTencentRunEnv is "SCF" inside Tencent SCF (documented built-in).
+	envTencentRunEnv = "TENCENTCLOUD_RUNENV"
+)
+
+// ErrNoRuntime is returned by Detect when the environment is no cloud
+// runtime it knows (a laptop, a container, a CI job).
+var ErrNoRuntime = errors.New("no cloud runtime detected")
+
+// Detect tells which platform the environment read through getenv belongs to.
+//
+// AWS_LAMBDA_RUNTIME_API means AWS Lambda. Otherwise _LAMBDA_SERVER_PORT
+// means Tencent SCF, unless AWS_LAMBDA_FUNCTION_NAME is also set: that is
+// AWS's retired go1.x RPC runtime, which binaries built with -tags
+// lambda.norpc cannot serve. TENCENTCLOUD_RUNENV=SCF without the port is an
+// SCF runtime scf-go-lib cannot listen for (it would pick a random port).
+// Anything else is ErrNoRuntime.
+func Detect(getenv func(string) string) (Platform, error) {
+	switch {
+	case getenv(envAWSRuntimeAPI) != "":
+		return AWSLambda, nil
+	case getenv(envRPCPort) != "" && getenv(envAWSFunctionName) != "":
+		return "", fmt.Errorf("unsupported runtime: AWS Lambda go1.x RPC (%s and %s set); deploy on provided.al2023", envRPCPort, envAWSFunctionName)
+	case getenv(envRPCPort) != "":
+		return TencentSCF, nil
+	case getenv(envTencentRunEnv) == "SCF":
+		return "", fmt.Errorf("incomplete runtime: Tencent SCF (%s=SCF) without %s; deploy as a Go event function", envTencentRunEnv, envRPCPort)
+	default:
+		return "", fmt.Errorf("%w: neither %s nor %s is set", ErrNoRuntime, envAWSRuntimeAPI, envRPCPort)
+	}
+}
+
+// Start detects the platform from the process environment and serves h
+// through its adapter; it blocks. If no platform is detected it logs an
+// error and exits with status 1, failing the cold start loudly.
+func Start(h http.Handler, logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	p, err := Detect(os.Getenv)
+	if err != nil {
+		logger.Error("cannot start function: no usable runtime", "err", err)
+		os.Exit(1)
+	}
+	logger.Info("starting function", "platform", string(p))
+	switch p {
+	case AWSLambda:
+		awslambda.Start(h, logger)
+	case TencentSCF:
+		tencentscf.Start(h, logger)
+	}
+}
