@@ -1,0 +1,146 @@
+package paysim
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// controlRoutes mounts the /sim/ control API: no signature, JSON in and out.
+func (s *Server) controlRoutes(m *http.ServeMux) {
+	m.HandleFunc("POST /sim/login-code", s.handleSimLoginCode)
+	m.HandleFunc("POST /sim/pay", s.handleSimPay)
+	m.HandleFunc("GET /sim/deliveries", s.handleSimDeliveries)
+	m.HandleFunc("GET /sim/trades/{no}", s.handleSimTrade)
+	m.HandleFunc("GET /sim/prepays/{id}", s.handleSimPrepay)
+	m.HandleFunc("POST /sim/faults", s.handleSimFaults)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeSimError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, apiError{Code: code, Message: message})
+}
+
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeSimError(w, http.StatusBadRequest, "PARAM_ERROR", "invalid JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// POST /sim/login-code {"openid"} → {"code"}
+func (s *Server) handleSimLoginCode(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		OpenID string `json:"openid"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.OpenID == "" {
+		writeSimError(w, http.StatusBadRequest, "PARAM_ERROR", "openid is required")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"code": s.NewLoginCode(req.OpenID)})
+}
+
+// POST /sim/pay {"prepay_id", "paid_total_fen", "no_notify", "duplicates"} → PaidTrade
+func (s *Server) handleSimPay(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		PrepayID string `json:"prepay_id"`
+		PayOptions
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	paid, err := s.Pay(r.Context(), req.PrepayID, req.PayOptions)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, paid)
+	case errors.Is(err, ErrUnknownPrepay):
+		writeSimError(w, http.StatusNotFound, "PREPAY_NOT_EXIST", err.Error())
+	case errors.Is(err, ErrOrderPaid):
+		writeSimError(w, http.StatusConflict, CodeOrderPaid, err.Error())
+	case errors.Is(err, ErrOrderClosed):
+		writeSimError(w, http.StatusConflict, CodeOrderClosed, err.Error())
+	case errors.Is(err, ErrOrderExpired), errors.Is(err, ErrPrepayExpired):
+		writeSimError(w, http.StatusConflict, "EXPIRED", err.Error())
+	default:
+		writeSimError(w, http.StatusBadRequest, "PARAM_ERROR", err.Error())
+	}
+}
+
+// GET /sim/deliveries?out_trade_no= → [Delivery]
+func (s *Server) handleSimDeliveries(w http.ResponseWriter, r *http.Request) {
+	no := r.URL.Query().Get("out_trade_no")
+	if no == "" {
+		writeSimError(w, http.StatusBadRequest, "PARAM_ERROR", "out_trade_no is required")
+		return
+	}
+	ds := s.Deliveries(no)
+	if ds == nil {
+		ds = []Delivery{}
+	}
+	writeJSON(w, http.StatusOK, ds)
+}
+
+// GET /sim/trades/{no} → TradeState
+func (s *Server) handleSimTrade(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.Trade(r.PathValue("no"))
+	if !ok {
+		writeSimError(w, http.StatusNotFound, CodeOrderNotExist, "no such out_trade_no")
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+// GET /sim/prepays/{id} → TradeState of the order the prepay_id belongs to
+func (s *Server) handleSimPrepay(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.TradeByPrepay(r.PathValue("id"))
+	if !ok {
+		writeSimError(w, http.StatusNotFound, "PREPAY_NOT_EXIST", "no such prepay_id")
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+// POST /sim/faults replaces the faults (omitted fields are cleared) and,
+// with fail_next, arms injected API failures. Answers 204.
+//
+//	{"bad_response_signature":true, "response_delay_ms":2000,
+//	 "notify_bad_signature":true, "notify_timestamp_shift_s":-600,
+//	 "fail_next":{"count":2,"status":500,"code":"SYSTEM_ERROR"}}
+func (s *Server) handleSimFaults(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		BadResponseSignature  bool  `json:"bad_response_signature"`
+		ResponseDelayMS       int64 `json:"response_delay_ms"`
+		NotifyBadSignature    bool  `json:"notify_bad_signature"`
+		NotifyTimestampShiftS int64 `json:"notify_timestamp_shift_s"`
+		FailNext              *struct {
+			Count  int    `json:"count"`
+			Status int    `json:"status"`
+			Code   string `json:"code"`
+		} `json:"fail_next"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	s.SetFaults(Faults{
+		BadResponseSignature: req.BadResponseSignature,
+		ResponseDelay:        time.Duration(req.ResponseDelayMS) * time.Millisecond,
+		NotifyBadSignature:   req.NotifyBadSignature,
+		NotifyTimestampShift: time.Duration(req.NotifyTimestampShiftS) * time.Second,
+	})
+	if req.FailNext != nil {
+		s.FailNext(req.FailNext.Count, req.FailNext.Status, req.FailNext.Code)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,28 @@
+// Package paysim is a WeChat Pay APIv3 server simulator for tests and local
+// runs. It speaks the wire protocol, so the real wechatpay-go client runs
+// against it unchanged when its http.Client rewrites the scheme and host (see
+// Server.HTTPClient): it verifies the merchant's request signatures over the
+// raw request target, signs every reply, serves JSAPI prepay, query, close and
+// the platform certificate download, the mini-program login API
+// (/sns/jscode2session), and when someone "pays" it delivers a signed,
+// AES-256-GCM encrypted TRANSACTION.SUCCESS notification with WeChat's retry
+// schedule. Fault knobs make it misbehave on request.
+//
+// Choices where WeChat's documentation is silent or APIv2-only (callers
+// should not depend on them beyond the simulator):
+//   - prepay for an order that is already paid, and close of a paid order,
+//     answer 400 ORDERPAID (the APIv2 code; APIv3 tables do not list one);
+//   - prepay for a closed order answers 400 ORDER_CLOSED;
+//   - close of an unknown order answers 404 ORDER_NOT_EXIST; closing a
+//     closed order again answers 204;
+//   - one RSA key serves as both the platform certificate key and the WeChat
+//     Pay public key; they differ only by serial (certificate serial vs
+//     public key id), which is what verifiers select on.
+//
+// The control API (Go methods, and HTTP under /sim/) needs no signature; it
+// is for tests, the dev stack's checkout page and scripts. Mount the server
+// at the root of a listener: request signatures cover r.RequestURI.
+//
+// paysim imports no payfn package and must never be imported by a function
+// binary (functions/*); only tests, scripts and the local dev stack use it.
+package paysim
