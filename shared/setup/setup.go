@@ -1,0 +1,204 @@
+// Package setup wires payfn together from its configuration: the MongoDB
+// store, the WeChat Pay channel, session tokens and the login exchange, the
+// use cases and their HTTP handlers. Function mains call it once per process
+// (outside the handler, so warm invocations reuse every client) and the local
+// stack calls it with its own settings.
+//
+// It may import every shared package except the test-only ones (paysim,
+// store/embedded, store/storetest) and the cloud runtimes.
+package setup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/payfn/payfn/shared/app"
+	"github.com/payfn/payfn/shared/config"
+	"github.com/payfn/payfn/shared/identity"
+	"github.com/payfn/payfn/shared/runtime/httpapi"
+	"github.com/payfn/payfn/shared/store"
+	"github.com/payfn/payfn/shared/wxpay"
+)
+
+// Function names one deployable function.
+type Function string
+
+// The functions.
+const (
+	Login         Function = "login"
+	CreateOrder   Function = "createOrder"
+	Pay           Function = "pay"
+	QueryOrder    Function = "queryOrder"
+	VerifyPayment Function = "verifyPayment"
+)
+
+// Functions lists every function with its HTTP route.
+var Functions = []struct {
+	Name Function
+	Path string
+}{
+	{Login, httpapi.PathLogin},
+	{CreateOrder, httpapi.PathCreateOrder},
+	{Pay, httpapi.PathPay},
+	{QueryOrder, httpapi.PathQueryOrder},
+	{VerifyPayment, httpapi.PathVerifyPayment},
+}
+
+// needs lists the settings each function cannot run without. Each function
+// gets only the secrets it uses: verifyPayment never sees the session secret,
+// login never sees the merchant key.
+var needs = map[Function][]config.Part{
+	Login:         {config.PartLogin, config.PartSessions},
+	CreateOrder:   {config.PartStore, config.PartSessions},
+	Pay:           {config.PartStore, config.PartSessions, config.PartPay},
+	QueryOrder:    {config.PartStore, config.PartSessions, config.PartPay},
+	VerifyPayment: {config.PartStore, config.PartPay},
+}
+
+// Logger returns the JSON logger a function writes to stdout, at the level
+// PAYFN_LOG_LEVEL names (info when unset or unreadable).
+func Logger(getenv func(string) string) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(getenv("PAYFN_LOG_LEVEL")))
+	return slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
+}
+
+// Handler builds the HTTP handler of one function from the environment. It
+// does no network I/O: clients connect on first use.
+func Handler(fn Function, getenv func(string) string, logger *slog.Logger) (http.Handler, error) {
+	parts, ok := needs[fn]
+	if !ok {
+		return nil, fmt.Errorf("unknown function %q", fn)
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("load configuration: %w", err)
+	}
+	if err := cfg.Need(parts...); err != nil {
+		return nil, fmt.Errorf("configure %s: %w", fn, err)
+	}
+	api, _, err := build(cfg, parts, Options{Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("configure %s: %w", fn, err)
+	}
+	switch fn {
+	case Login:
+		return api.Login(), nil
+	case CreateOrder:
+		return api.CreateOrder(), nil
+	case Pay:
+		return api.Pay(), nil
+	case QueryOrder:
+		return api.QueryOrder(), nil
+	default:
+		return api.VerifyPayment(), nil
+	}
+}
+
+// Options adjust how the pieces are built, for the local stack and tests.
+type Options struct {
+	Logger     *slog.Logger
+	Now        func() time.Time // default time.Now
+	HTTPClient *http.Client     // for jscode2session; default a 5 s client
+}
+
+// Stack is every function on one mux, and what it holds open.
+type Stack struct {
+	Handler http.Handler
+	Store   *store.Store
+	Channel *wxpay.Channel
+	App     *app.App
+}
+
+// Close releases the store's connections and the channel's background work.
+func (s *Stack) Close(ctx context.Context) error {
+	var errs []error
+	if s.Channel != nil {
+		s.Channel.Close()
+	}
+	if s.Store != nil {
+		errs = append(errs, s.Store.Close(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// NewStack builds every function from cfg and serves them on their routes.
+func NewStack(cfg config.Config, opts Options) (*Stack, error) {
+	all := []config.Part{config.PartStore, config.PartLogin, config.PartSessions, config.PartPay}
+	if err := cfg.Need(all...); err != nil {
+		return nil, err
+	}
+	api, st, err := build(cfg, all, opts)
+	if err != nil {
+		return nil, err
+	}
+	st.Handler = api.Routes()
+	return st, nil
+}
+
+// build makes the parts a function needs and the API over them.
+func build(cfg config.Config, parts []config.Part, opts Options) (*httpapi.API, *Stack, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	st := &Stack{}
+	ac := app.Config{OrderTTL: cfg.OrderTTL, Now: opts.Now, Logger: logger}
+	for _, p := range parts {
+		switch p {
+		case config.PartStore:
+			s, err := store.New(store.Options{URI: cfg.MongoURI, Database: cfg.MongoDatabase, Logger: logger})
+			if err != nil {
+				return nil, nil, fmt.Errorf("store: %w", err)
+			}
+			st.Store, ac.Store = s, s
+		case config.PartLogin:
+			ex, err := identity.NewCodeExchange(identity.CodeExchangeOptions{
+				BaseURL: cfg.LoginBaseURL, AppID: cfg.AppID, AppSecret: cfg.AppSecret, HTTPClient: opts.HTTPClient,
+			})
+			if err != nil {
+				return nil, nil, fmt.Errorf("login: %w", err)
+			}
+			ac.Codes = ex
+		case config.PartSessions:
+			tok, err := identity.NewTokens([]byte(cfg.SessionSecret), cfg.SessionTTL, opts.Now)
+			if err != nil {
+				return nil, nil, fmt.Errorf("sessions: %w", err)
+			}
+			ac.Sessions = tok
+		case config.PartPay:
+			ch, err := channel(cfg, logger)
+			if err != nil {
+				return nil, nil, fmt.Errorf("wechat pay: %w", err)
+			}
+			st.Channel, ac.Channel = ch, ch
+		}
+	}
+	st.App = app.New(ac)
+	return httpapi.New(st.App, logger), st, nil
+}
+
+func channel(cfg config.Config, logger *slog.Logger) (*wxpay.Channel, error) {
+	key, err := wxpay.LoadPrivateKey(cfg.MchPrivateKeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("merchant private key: %w", err)
+	}
+	wc := wxpay.Config{
+		MchID: cfg.MchID, AppID: cfg.AppID, MchCertSerial: cfg.MchCertSerial, MchPrivateKey: key,
+		APIv3Key: cfg.APIv3Key, NotifyURL: cfg.NotifyURL, BaseURL: cfg.PayBaseURL, Timeout: cfg.PayTimeout, Logger: logger,
+	}
+	if cfg.PublicKeyID != "" {
+		pub, err := wxpay.LoadPublicKey(cfg.PublicKeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("wechat pay public key: %w", err)
+		}
+		wc.PublicKeyID, wc.PublicKey = cfg.PublicKeyID, pub
+	}
+	return wxpay.New(wc)
+}
