@@ -1,0 +1,318 @@
+// Package devstack assembles the local stack behind `go run ./scripts/dev`,
+// so tests can start exactly what a developer starts.
+//
+// It links the embedded store and the simulator, so no function may import it.
+package devstack
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/payfn/payfn/shared/config"
+	"github.com/payfn/payfn/shared/order"
+	"github.com/payfn/payfn/shared/paysim"
+	"github.com/payfn/payfn/shared/setup"
+	"github.com/payfn/payfn/shared/store/embedded"
+)
+
+// Local merchant identifiers used with the simulator.
+const (
+	LocalAppID = "wxd0c0ffee0000f00d"
+	LocalMchID = "1900000109"
+)
+
+// Options configure the local stack.
+type Options struct {
+	Addr    string // functions and checkout page; "127.0.0.1:0" picks a port
+	SimAddr string // the WeChat Pay simulator
+	DataDir string // embedded store data and local keys
+	Getenv  func(string) string
+	Logger  *slog.Logger
+	// SimRetrySchedule overrides the simulator's notification retry waits
+	// (tests use short ones).
+	SimRetrySchedule []time.Duration
+}
+
+// Stack is the running local stack.
+type Stack struct {
+	URL      string // functions and checkout page
+	SimURL   string // "" when real WeChat Pay is configured
+	MongoURI string
+	Embedded bool
+	DataDir  string
+	Sim      *paysim.Server
+	App      *setup.Stack
+	Config   config.Config
+
+	db  *embedded.Server
+	srv *http.Server
+	log *slog.Logger
+}
+
+// localSecrets are generated on the first run and kept in the data folder,
+// so restarts keep their keys, sessions and orders.
+type localSecrets struct {
+	MerchantPrivateKeyPEM string `json:"merchant_private_key_pem"`
+	MerchantSerial        string `json:"merchant_serial"`
+	APIv3Key              string `json:"apiv3_key"`
+	AppSecret             string `json:"app_secret"`
+	SessionSecret         string `json:"session_secret"`
+	PlatformPrivateKeyPEM string `json:"platform_private_key_pem"`
+}
+
+// Start brings the stack up and returns once every part accepts requests.
+func Start(ctx context.Context, o Options) (_ *Stack, err error) {
+	if o.Getenv == nil {
+		o.Getenv = func(string) string { return "" }
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	sec, err := loadSecrets(filepath.Join(o.DataDir, "local-secrets.json"))
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(o.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{DataDir: o.DataDir, log: o.Logger}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	if cfg.MongoURI == "" {
+		s.db, err = embedded.Start(ctx, embedded.Options{Dir: filepath.Join(o.DataDir, "db"), Logger: o.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("embedded store: %w", err)
+		}
+		cfg.MongoURI, s.Embedded = s.db.URI(), true
+	}
+	s.MongoURI = cfg.MongoURI
+
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", o.Addr, err)
+	}
+	s.URL = "http://" + ln.Addr().String()
+	if cfg.SessionSecret == "" {
+		cfg.SessionSecret = sec.SessionSecret
+	}
+	if cfg.MchID == "" {
+		if err := s.startSimulator(&cfg, sec, o); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	s.Config = cfg
+
+	s.App, err = setup.NewStack(cfg, setup.Options{Logger: o.Logger})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("functions: %w", err)
+	}
+	seedCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := s.App.Store.UpsertProducts(seedCtx, DemoProducts()...); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("seed demo products: %w", err)
+	}
+
+	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("local stack server stopped", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+func (s *Stack) startSimulator(cfg *config.Config, sec localSecrets, o Options) error {
+	mchKey, err := parseKey(sec.MerchantPrivateKeyPEM)
+	if err != nil {
+		return fmt.Errorf("local merchant key: %w", err)
+	}
+	platformKey, err := parseKey(sec.PlatformPrivateKeyPEM)
+	if err != nil {
+		return fmt.Errorf("local platform key: %w", err)
+	}
+	cfg.AppID, cfg.MchID = LocalAppID, LocalMchID
+	cfg.AppSecret, cfg.APIv3Key = sec.AppSecret, sec.APIv3Key
+	cfg.MchCertSerial, cfg.MchPrivateKeyPEM = sec.MerchantSerial, sec.MerchantPrivateKeyPEM
+	cfg.NotifyURL = s.URL + "/notify/wechatpay"
+	sim, err := paysim.New(paysim.Options{
+		MchID: cfg.MchID, AppID: cfg.AppID, AppSecret: cfg.AppSecret, APIv3Key: cfg.APIv3Key,
+		MerchantSerial: cfg.MchCertSerial, MerchantPublicKey: &mchKey.PublicKey,
+		PlatformKey: platformKey, PublicKeyID: "PUB_KEY_ID_0114000000000000000000000000000001",
+		RetrySchedule: o.SimRetrySchedule, Logger: o.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("simulator: %w", err)
+	}
+	s.Sim = sim
+	if err := sim.Listen(o.SimAddr); err != nil {
+		return fmt.Errorf("simulator listen %s: %w", o.SimAddr, err)
+	}
+	s.SimURL = sim.URL()
+	keys := sim.Keys()
+	cfg.PublicKeyID, cfg.PublicKeyPEM = keys.PublicKeyID, keys.PublicKeyPEM
+	cfg.PayBaseURL, cfg.LoginBaseURL = s.SimURL, s.SimURL
+	return writeSimKeys(filepath.Join(s.DataDir, "wechatpay-sim.json"), keys, s.SimURL, cfg.MchCertSerial)
+}
+
+// writeSimKeys leaves the simulator's WeChat-side secrets where outside
+// tools (a script forging a notification, say) can act as WeChat Pay.
+func writeSimKeys(path string, k paysim.Keys, url, merchantSerial string) error {
+	b, err := json.MarshalIndent(map[string]string{
+		"simulator_url":            url,
+		"mchid":                    k.MchID,
+		"appid":                    k.AppID,
+		"apiv3_key":                k.APIv3Key,
+		"platform_private_key_pem": k.PlatformPrivateKeyPEM,
+		"public_key_pem":           k.PublicKeyPEM,
+		"public_key_id":            k.PublicKeyID,
+		"platform_cert_pem":        k.PlatformCertPEM,
+		"platform_cert_serial":     k.PlatformCertSerial,
+		"merchant_serial":          merchantSerial,
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
+}
+
+// Summary says where everything is.
+func (s *Stack) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "payfn local stack\n")
+	fmt.Fprintf(&b, "  checkout page   %s/\n", s.URL)
+	fmt.Fprintf(&b, "  functions       POST %s/login /createOrder /pay /queryOrder\n", s.URL)
+	fmt.Fprintf(&b, "  notify_url      %s\n", s.Config.NotifyURL)
+	if s.Embedded {
+		fmt.Fprintf(&b, "  store           embedded FerretDB at %s (data in %s)\n", s.MongoURI, filepath.Join(s.DataDir, "db"))
+	} else {
+		fmt.Fprintf(&b, "  store           MONGODB_URI (database %s)\n", s.Config.MongoDatabase)
+	}
+	if s.Sim != nil {
+		fmt.Fprintf(&b, "  WeChat Pay      simulator at %s (keys in %s)\n", s.SimURL, filepath.Join(s.DataDir, "wechatpay-sim.json"))
+	} else {
+		fmt.Fprintf(&b, "  WeChat Pay      merchant %s (real)\n", s.Config.MchID)
+	}
+	fmt.Fprintf(&b, "press Ctrl-C to stop\n")
+	return b.String()
+}
+
+// Close stops the server, the simulator and the store.
+func (s *Stack) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	if s.srv != nil {
+		errs = append(errs, s.srv.Shutdown(ctx))
+	}
+	if s.Sim != nil {
+		errs = append(errs, s.Sim.Close())
+	}
+	if s.App != nil {
+		errs = append(errs, s.App.Close(ctx))
+	}
+	if s.db != nil {
+		errs = append(errs, s.db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// DemoProducts are seeded into the local store on every start.
+func DemoProducts() []order.Product {
+	return []order.Product{
+		{ID: "coffee-latte", Title: "Latte (large)", Summary: "Scan-to-order at the counter", Description: "Double shot, whole milk.", Image: "☕", PriceFen: 2800, Active: true},
+		{ID: "article-42", Title: "Paid article: The answer", Summary: "Paid reading", Description: "One article, yours to keep.", Image: "📄", PriceFen: 100, Active: true},
+		{ID: "member-month", Title: "Membership, 1 month", Summary: "Membership", Description: "All articles for 30 days.", Image: "⭐", PriceFen: 1990, Active: true},
+		{ID: "retired-mug", Title: "Retired mug", Summary: "No longer sold", Description: "Kept to show an inactive product.", Image: "🍵", PriceFen: 5000, Active: false},
+	}
+}
+
+func loadSecrets(path string) (localSecrets, error) {
+	var sec localSecrets
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if err := json.Unmarshal(b, &sec); err != nil {
+			return sec, fmt.Errorf("read %s: %w (delete it to make new local keys)", path, err)
+		}
+		return sec, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return sec, fmt.Errorf("read %s: %w", path, err)
+	}
+	if sec.MerchantPrivateKeyPEM, err = newKeyPEM(); err != nil {
+		return sec, err
+	}
+	if sec.PlatformPrivateKeyPEM, err = newKeyPEM(); err != nil {
+		return sec, err
+	}
+	sec.MerchantSerial = strings.ToUpper(randomHex(20))
+	sec.APIv3Key = randomHex(16) // 32 ASCII bytes
+	sec.AppSecret = randomHex(16)
+	sec.SessionSecret = randomHex(32)
+	b, err = json.MarshalIndent(sec, "", "  ")
+	if err != nil {
+		return sec, err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return sec, fmt.Errorf("write %s: %w", path, err)
+	}
+	return sec, nil
+}
+
+func newKeyPEM() (string, error) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return "", fmt.Errorf("generate RSA key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return "", fmt.Errorf("encode RSA key: %w", err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
+}
+
+func parseKey(pemText string) (*rsa.PrivateKey, error) {
+	block, _ := pem.Decode([]byte(pemText))
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, errors.New("not an RSA key")
+	}
+	return rk, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,152 @@
+package devstack_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/payfn/payfn/scripts/dev/devstack"
+)
+
+func start(t *testing.T, dir string) *devstack.Stack {
+	t.Helper()
+	s, err := devstack.Start(context.Background(), devstack.Options{
+		Addr: "127.0.0.1:0", SimAddr: "127.0.0.1:0", DataDir: dir,
+		SimRetrySchedule: []time.Duration{50 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func call(t *testing.T, base, path, token string, in any, out any) int {
+	t.Helper()
+	b, _ := json.Marshal(in)
+	req, _ := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, raw)
+		}
+	}
+	return resp.StatusCode
+}
+
+// TestCheckoutPageJourneyEndsPaid walks what the checkout page does, against
+// the stack `go run ./scripts/dev` starts: embedded store, simulator, seeded
+// products, every function on one port.
+func TestCheckoutPageJourneyEndsPaid(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir)
+	defer s.Close()
+
+	resp, err := http.Get(s.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "payfn — local checkout") {
+		t.Fatalf("checkout page: %d", resp.StatusCode)
+	}
+	resp, err = http.Get(s.URL + "/dev/products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var products []map[string]any
+	json.NewDecoder(resp.Body).Decode(&products)
+	resp.Body.Close()
+	if len(products) != 3 {
+		t.Fatalf("catalogue lists %d active products, want 3: %v", len(products), products)
+	}
+
+	var code struct{ Code string }
+	call(t, s.URL, "/dev/login-code", "", map[string]string{"openid": "o-dev"}, &code)
+	var session struct{ Token string }
+	if st := call(t, s.URL, "/login", "", map[string]string{"code": code.Code}, &session); st != 200 {
+		t.Fatalf("login: %d", st)
+	}
+	var o struct {
+		OrderID  string `json:"order_id"`
+		TotalFen int64  `json:"total_fen"`
+		Status   string
+	}
+	if st := call(t, s.URL, "/createOrder", session.Token, map[string]any{"product_id": "coffee-latte", "quantity": 2, "request_id": "page-1"}, &o); st != 201 || o.TotalFen != 5600 {
+		t.Fatalf("createOrder: %d %+v", st, o)
+	}
+	var pay struct{ Payment map[string]string }
+	if st := call(t, s.URL, "/pay", session.Token, map[string]string{"order_id": o.OrderID}, &pay); st != 200 {
+		t.Fatalf("pay: %d", st)
+	}
+	if st := call(t, s.URL, "/dev/sim-pay", "", map[string]string{"package": pay.Payment["package"]}, nil); st != 200 {
+		t.Fatalf("sim-pay: %d", st)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for o.Status != "PAID" && time.Now().Before(deadline) {
+		call(t, s.URL, "/queryOrder", session.Token, map[string]string{"order_id": o.OrderID}, &o)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if o.Status != "PAID" {
+		t.Fatalf("order is %s, want PAID", o.Status)
+	}
+
+	// The simulator's keys are on disk for outside tools.
+	var keys map[string]string
+	b, err := os.ReadFile(filepath.Join(dir, "wechatpay-sim.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal(b, &keys)
+	for _, k := range []string{"platform_private_key_pem", "public_key_pem", "public_key_id", "apiv3_key", "mchid", "appid"} {
+		if keys[k] == "" {
+			t.Errorf("wechatpay-sim.json lacks %s", k)
+		}
+	}
+}
+
+func TestRestartKeepsKeysAndOrders(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir)
+	var code struct{ Code string }
+	call(t, s.URL, "/dev/login-code", "", map[string]string{"openid": "o-dev"}, &code)
+	var session struct{ Token string }
+	call(t, s.URL, "/login", "", map[string]string{"code": code.Code}, &session)
+	var o struct {
+		OrderID string `json:"order_id"`
+	}
+	call(t, s.URL, "/createOrder", session.Token, map[string]any{"product_id": "article-42", "quantity": 1, "request_id": "r-1"}, &o)
+	first := s.Config
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = start(t, dir)
+	defer s.Close()
+	if s.Config.APIv3Key != first.APIv3Key || s.Config.MchPrivateKeyPEM != first.MchPrivateKeyPEM || s.Config.SessionSecret != first.SessionSecret {
+		t.Fatal("restart made new local keys")
+	}
+	var again struct {
+		OrderID string `json:"order_id"`
+		Status  string
+	}
+	if st := call(t, s.URL, "/queryOrder", session.Token, map[string]string{"order_id": o.OrderID}, &again); st != 200 || again.Status != "NOTPAY" {
+		t.Fatalf("after restart the order or the session is gone: %d %+v", st, again)
+	}
+}
