@@ -5,12 +5,10 @@ go 1.26
 require (
 	github.com/FerretDB/FerretDB v1.24.0
 	github.com/aws/aws-lambda-go v1.55.1
-	github.com/awslabs/goformation/v7 v7.14.9
 	github.com/google/go-cmp v0.7.0
 	github.com/tencentyun/scf-go-lib v0.0.0-20211123032342-f972dcd16ff6
 	github.com/wechatpay-apiv3/wechatpay-go v0.2.21
 	go.mongodb.org/mongo-driver/v2 v2.9.3
-	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
