@@ -108,6 +108,11 @@ func TestCoreImportsFollowTheDependencyRule(t *testing.T) {
 			}
 		}
 	}
+	for _, d := range pkgs[module+"shared/setup"].Deps {
+		if hasPrefix(d, testOnly...) || hasPrefix(d, cloudSDKs...) {
+			t.Errorf("shared/setup depends on %s", d)
+		}
+	}
 	for _, rel := range []string{"shared/order", "shared/app"} {
 		for _, d := range pkgs[module+rel].Deps {
 			if hasPrefix(d, "go.mongodb.org", "github.com/wechatpay-apiv3") {
