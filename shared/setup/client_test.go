@@ -122,5 +122,5 @@ func TestWrongMethodAndMediaTypeAreRefused(t *testing.T) {
 	if err != nil || resp != 405 {
 		t.Fatalf("GET /pay = %d %v, want 405", resp, err)
 	}
-	h.postWithType("/login", "text/plain", `{"code":"abc"}`).want(t, 415, "UNSUPPORTED_MEDIA_TYPE")
+	h.send("/login", "text/plain", "", `{"code":"abc"}`).want(t, 415, "UNSUPPORTED_MEDIA_TYPE")
 }

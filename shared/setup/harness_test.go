@@ -130,14 +130,20 @@ type reply struct {
 
 func (r reply) str(key string) string { s, _ := r.body[key].(string); return s }
 
-// post sends a raw body to path with an optional bearer token.
+// post sends a raw JSON body to path with an optional bearer token.
 func (h *harness) post(path, token, body string) reply {
+	h.t.Helper()
+	return h.send(path, "application/json", token, body)
+}
+
+// send posts body with the given content type and optional bearer token.
+func (h *harness) send(path, contentType, token, body string) reply {
 	h.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, h.url+path, strings.NewReader(body))
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -261,17 +267,4 @@ func (h *harness) getRaw(path string) (int, error) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, nil
-}
-
-func (h *harness) postWithType(path, contentType, body string) reply {
-	h.t.Helper()
-	resp, err := http.Post(h.url+path, contentType, strings.NewReader(body))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	r := reply{status: resp.StatusCode, raw: raw}
-	json.Unmarshal(raw, &r.body)
-	return r
 }
