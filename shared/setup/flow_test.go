@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/payfn/payfn/shared/config"
 	"github.com/payfn/payfn/shared/order"
 	"github.com/payfn/payfn/shared/paysim"
 	"github.com/payfn/payfn/shared/setup"
@@ -269,5 +270,45 @@ func TestConcurrentNotificationsAndQueriesDecideOnce(t *testing.T) {
 	claims, _ := h.stack.Store.Claims(context.Background(), id)
 	if l := h.ledger(id); len(l) != 1 || len(claims) != 1 || h.order(id).Status != order.StatusPaid {
 		t.Fatalf("ledger %d, claims %d, status %s", len(l), len(claims), h.order(id).Status)
+	}
+}
+
+func TestOversizedOrNonJSONNotificationChangesNothing(t *testing.T) {
+	h := newHarness(t)
+	token := h.login("o-buyer")
+	id := h.createOrder(token, "latte", 1)
+	h.post("/notify/wechatpay", "", `{"id":"`+strings.Repeat("x", 70<<10)+`"}`).want(t, 413, "BODY_TOO_LARGE")
+	h.post("/notify/wechatpay", "", `not json at all`).want(t, 401, "INVALID_NOTIFICATION")
+	h.post("/notify/wechatpay", "", ``).want(t, 401, "INVALID_NOTIFICATION")
+	if o := h.order(id); o.Status != order.StatusNotPay || len(h.ledger(id)) != 0 {
+		t.Fatalf("order changed: %+v", o)
+	}
+}
+
+func TestPayAfterThePrepayWindowGetsAFreshPrepayNotAnError(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	h := newHarnessWith(t, setup.Options{Now: clock}, func(c *config.Config) {
+		c.OrderTTL = 3 * time.Hour
+		c.SessionTTL = 5 * time.Hour
+	})
+	token := h.login("o-buyer")
+	id := h.createOrder(token, "latte", 1)
+	first, _ := h.pay(token, id)
+	mu.Lock()
+	now = now.Add(111 * time.Minute) // past the 110-minute reuse window
+	mu.Unlock()
+	second, _ := h.pay(token, id)
+	if second == "" || second == first {
+		t.Fatalf("prepay ids %q then %q: want a fresh one", first, second)
+	}
+	// The fresh prepay_id is payable and pays the same order once.
+	if _, err := h.sim.Pay(context.Background(), second, paysim.PayOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitAcked(id)
+	if h.order(id).Status != order.StatusPaid || len(h.ledger(id)) != 1 {
+		t.Fatal("order not paid exactly once")
 	}
 }

@@ -67,6 +67,11 @@ type harness struct {
 
 func newHarness(t *testing.T, edit ...func(*config.Config)) *harness {
 	t.Helper()
+	return newHarnessWith(t, setup.Options{}, edit...)
+}
+
+func newHarnessWith(t *testing.T, opts setup.Options, edit ...func(*config.Config)) *harness {
+	t.Helper()
 	keys(t)
 	sim, err := paysim.New(paysim.Options{
 		MchID: testMchID, AppID: testAppID, AppSecret: "app-secret", APIv3Key: testAPIv3,
@@ -101,7 +106,7 @@ func newHarness(t *testing.T, edit ...func(*config.Config)) *harness {
 	for _, e := range edit {
 		e(&cfg)
 	}
-	stack, err := setup.NewStack(cfg, setup.Options{})
+	stack, err := setup.NewStack(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
