@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +30,10 @@ type Config struct {
 	Sessions Sessions
 	Codes    CodeExchanger
 
+	// AdminKey authenticates the merchant's refund calls. Empty refuses
+	// every admin call.
+	AdminKey string
+
 	OrderTTL   time.Duration    // default DefaultOrderTTL
 	Now        func() time.Time // default time.Now
 	NewOrderID func() string    // default NewOrderID
@@ -40,6 +46,8 @@ type App struct {
 	channel  Channel
 	sessions Sessions
 	codes    CodeExchanger
+	adminKey [32]byte // SHA-256 of the admin key; zero when unset
+	hasAdmin bool
 	ttl      time.Duration
 	now      func() time.Time
 	newID    func() string
@@ -51,6 +59,9 @@ func New(cfg Config) *App {
 	a := &App{
 		store: cfg.Store, channel: cfg.Channel, sessions: cfg.Sessions, codes: cfg.Codes,
 		ttl: cfg.OrderTTL, now: cfg.Now, newID: cfg.NewOrderID, log: cfg.Logger,
+	}
+	if cfg.AdminKey != "" {
+		a.adminKey, a.hasAdmin = sha256.Sum256([]byte(cfg.AdminKey)), true
 	}
 	if a.ttl <= 0 {
 		a.ttl = DefaultOrderTTL
@@ -129,6 +140,18 @@ func (a *App) Authenticate(token string) (string, error) {
 		return "", &Error{Kind: KindUnauthenticated, Code: CodeUnauthenticated, Message: "the session token is invalid or expired; log in again", Err: err}
 	}
 	return openid, nil
+}
+
+// AuthenticateAdmin checks the merchant's admin key. A mini-program session
+// token never passes: it is a different secret. Both sides are hashed first
+// so the comparison takes the same time whatever the key's length.
+// Errors: ADMIN_UNAUTHENTICATED.
+func (a *App) AuthenticateAdmin(key string) error {
+	got := sha256.Sum256([]byte(key))
+	if !a.hasAdmin || key == "" || subtle.ConstantTimeCompare(got[:], a.adminKey[:]) != 1 {
+		return Errorf(KindUnauthenticated, CodeAdminUnauthorized, "send the merchant admin key in X-Payfn-Admin-Key")
+	}
+	return nil
 }
 
 // CreateOrderInput is everything a client may say about a new order. The
@@ -257,27 +280,55 @@ func (a *App) prepayFailed(ctx context.Context, o order.Order, err error) error 
 	return channelError("prepay "+o.ID, err)
 }
 
+// OrderView is an order as its buyer sees it: with its refunds added up
+// once it has any.
+type OrderView struct {
+	order.Order
+	Refund *order.RefundSummary `json:"refund,omitempty"`
+}
+
 // QueryOrder returns the caller's own order. While it is unpaid it asks
 // WeChat Pay and reconciles, so a lost notification is never the last word;
 // if WeChat Pay cannot be asked, the stored order is returned as it is.
 // Errors: INVALID_ORDER_ID, ORDER_NOT_FOUND, STORE_UNAVAILABLE.
-func (a *App) QueryOrder(ctx context.Context, caller, orderID string) (order.Order, error) {
+func (a *App) QueryOrder(ctx context.Context, caller, orderID string) (OrderView, error) {
 	o, err := a.ownOrder(ctx, caller, orderID)
 	if err != nil {
-		return order.Order{}, err
+		return OrderView{}, err
 	}
-	if o.Status != order.StatusNotPay {
-		return o, nil
-	}
-	settled, err := a.reconcile(ctx, o)
-	if err != nil {
-		if e := ErrorOf(err); e.Code == CodeStoreUnavailable {
-			return order.Order{}, e
+	if o.Status == order.StatusNotPay {
+		settled, err := a.reconcile(ctx, o)
+		if err != nil {
+			if e := ErrorOf(err); e.Code == CodeStoreUnavailable {
+				return OrderView{}, e
+			}
+			a.log.WarnContext(ctx, "reconcile with WeChat Pay failed; answering from the store", "order_id", o.ID, "err", err)
+		} else {
+			o = settled
 		}
-		a.log.WarnContext(ctx, "reconcile with WeChat Pay failed; answering from the store", "order_id", o.ID, "err", err)
-		return o, nil
 	}
-	return settled, nil
+	return a.view(ctx, o)
+}
+
+// view adds an order's refund summary, derived from its refund records.
+func (a *App) view(ctx context.Context, o order.Order) (OrderView, error) {
+	v := OrderView{Order: o}
+	if o.Status != order.StatusPaid && o.Status != order.StatusException {
+		return v, nil
+	}
+	refunds, err := a.store.Refunds(ctx, o.ID)
+	if err != nil {
+		return OrderView{}, storeError("list refunds", err)
+	}
+	if len(refunds) > 0 {
+		paid, err := a.paidTotal(ctx, o) // differs from the total for EXCEPTION
+		if err != nil {
+			return OrderView{}, err
+		}
+		s := order.Summarize(paid, refunds)
+		v.Refund = &s
+	}
+	return v, nil
 }
 
 // ownOrder loads orderID and hides it unless caller owns it: someone else's

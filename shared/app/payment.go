@@ -15,6 +15,7 @@ const (
 	EventTransactionSuccess = "TRANSACTION.SUCCESS"
 	TradeStateSuccess       = "SUCCESS"
 	TradeStateClosed        = "CLOSED"
+	TradeStateRefund        = "REFUND"
 )
 
 // VerifyPayment handles a WeChat Pay payment notification from its exact
@@ -101,6 +102,9 @@ func (a *App) settlePaid(ctx context.Context, o order.Order, tx Transaction, sou
 		return order.Order{}, storeError("claim settlement", err)
 	}
 	log := a.log.With("order_id", o.ID, "transaction_id", tx.TransactionID, "source", source)
+	if !won && c.Status == order.StatusClosed {
+		return a.latePayment(ctx, o, tx, decision, source)
+	}
 	switch {
 	case won && c.Status == order.StatusPaid:
 		log.InfoContext(ctx, "order paid", "total_fen", tx.TotalFen)
@@ -113,6 +117,38 @@ func (a *App) settlePaid(ctx context.Context, o order.Order, tx Transaction, sou
 	}
 	return a.apply(ctx, o, c)
 }
+
+// latePayment handles a payment for an order already closed here. Money
+// arrived, so it is never dropped: once WeChat Pay confirms the payment, the
+// order is reopened as decided (PAID, or EXCEPTION for a wrong amount), once,
+// by its own claim. Until WeChat Pay can be asked, the notification is not
+// acknowledged, so it comes again.
+func (a *App) latePayment(ctx context.Context, o order.Order, tx Transaction, decision order.Claim, source string) (order.Order, error) {
+	log := a.log.With("order_id", o.ID, "transaction_id", tx.TransactionID, "source", source)
+	if source != "query" {
+		q, err := a.channel.QueryOrder(ctx, o.ID)
+		if err != nil {
+			return order.Order{}, channelError("confirm late payment for "+o.ID, err)
+		}
+		if !paidState(q.TradeState) || q.TransactionID != tx.TransactionID {
+			log.ErrorContext(ctx, "payment notification for a closed order that WeChat Pay does not confirm; recorded in the ledger only", "wechat_trade_state", q.TradeState)
+			return o, nil
+		}
+	}
+	decision.Key = order.LatePayKey(o.ID)
+	c, won, err := a.store.Claim(ctx, decision)
+	if err != nil {
+		return order.Order{}, storeError("claim late payment", err)
+	}
+	if won {
+		log.ErrorContext(ctx, "payment arrived for an order closed here; WeChat Pay confirms it, so the order is reopened", "status", c.Status, "total_fen", tx.TotalFen)
+	}
+	return a.apply(ctx, o, c)
+}
+
+// paidState reports whether a WeChat Pay trade state means the buyer paid.
+// REFUND means paid, then (partly) refunded.
+func paidState(s string) bool { return s == TradeStateSuccess || s == TradeStateRefund }
 
 // settleClosed decides, once, that an unpaid order is closed because WeChat
 // Pay says so. If a payment decided the order first, that decision stands.
@@ -165,13 +201,13 @@ func (a *App) reconcile(ctx context.Context, o order.Order) (order.Order, error)
 	if tx.AppID != a.channel.AppID() || tx.MchID != a.channel.MchID() || tx.OutTradeNo != o.ID {
 		return order.Order{}, fmt.Errorf("query %s: reply names appid %q mchid %q out_trade_no %q", o.ID, tx.AppID, tx.MchID, tx.OutTradeNo)
 	}
-	switch tx.TradeState {
-	case TradeStateSuccess:
+	switch {
+	case paidState(tx.TradeState):
 		if tx.TransactionID == "" {
 			return order.Order{}, fmt.Errorf("query %s: SUCCESS without a transaction id", o.ID)
 		}
 		return a.settlePaid(ctx, o, tx, "query", "")
-	case TradeStateClosed:
+	case tx.TradeState == TradeStateClosed:
 		return a.settleClosed(ctx, o, "closed at WeChat Pay")
 	default:
 		return o, nil

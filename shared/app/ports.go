@@ -31,6 +31,8 @@ type Store interface {
 	// RecordPayment inserts a ledger row keyed by its transaction id. It
 	// returns order.ErrDuplicate when the row already exists.
 	RecordPayment(ctx context.Context, p order.Payment) error
+	// Payments lists the ledger rows of an order.
+	Payments(ctx context.Context, outTradeNo string) ([]order.Payment, error)
 	// Claim inserts c if no claim with c.Key exists and returns (c, true).
 	// If one exists it returns that claim and false. Exactly one of any number
 	// of concurrent callers with the same key wins.
@@ -38,6 +40,25 @@ type Store interface {
 	// ApplyClaim writes the claim's decision onto its order: status,
 	// transaction id, paid time. Applying the same claim again is harmless.
 	ApplyClaim(ctx context.Context, c order.Claim) error
+
+	// ExpiredOrders lists up to limit NOTPAY orders that expired before t.
+	ExpiredOrders(ctx context.Context, before time.Time, limit int) ([]order.Order, error)
+	// UnpaidOrders lists up to limit NOTPAY orders created before t.
+	UnpaidOrders(ctx context.Context, createdBefore time.Time, limit int) ([]order.Order, error)
+
+	// InsertRefund writes a new refund. It returns order.ErrDuplicate when
+	// the refund number, or the order's refund slot, is already taken.
+	InsertRefund(ctx context.Context, r order.Refund) error
+	// Refund returns the refund numbered outRefundNo, or order.ErrNotFound.
+	Refund(ctx context.Context, outRefundNo string) (order.Refund, error)
+	// Refunds lists an order's refunds in slot order.
+	Refunds(ctx context.Context, orderID string) ([]order.Refund, error)
+	// PendingRefunds lists up to limit refunds still REFUNDING.
+	PendingRefunds(ctx context.Context, limit int) ([]order.Refund, error)
+	// ClaimRefund decides a refund's outcome once, as Claim does.
+	ClaimRefund(ctx context.Context, d order.RefundDecision) (order.RefundDecision, bool, error)
+	// ApplyRefund writes a decided outcome onto the refund record.
+	ApplyRefund(ctx context.Context, d order.RefundDecision) error
 }
 
 // Channel is the payment channel (WeChat Pay APIv3). shared/wxpay implements
@@ -59,6 +80,14 @@ type Channel interface {
 	// body. A notification that fails verification returns an error wrapping
 	// ErrBadNotification; it never panics.
 	ParseNotification(ctx context.Context, header http.Header, body []byte) (Notification, error)
+	// Refund asks WeChat Pay to refund part or all of a paid order. The same
+	// out_refund_no refunds once however often it is sent.
+	Refund(ctx context.Context, req RefundRequest) (RefundResult, error)
+	// QueryRefund asks WeChat Pay for a refund's state.
+	QueryRefund(ctx context.Context, outRefundNo string) (RefundResult, error)
+	// ParseRefundNotification verifies a refund notification exactly like
+	// ParseNotification and decrypts its refund.
+	ParseRefundNotification(ctx context.Context, header http.Header, body []byte) (RefundNotification, error)
 	// AppID and MchID are the merchant identifiers notifications must carry.
 	AppID() string
 	MchID() string
@@ -119,6 +148,43 @@ type Notification struct {
 	EventType   string // TRANSACTION.SUCCESS for payments
 	CreateTime  time.Time
 	Transaction Transaction
+}
+
+// RefundRequest is what the channel sends to refund. notify_url comes from
+// the channel's configuration.
+type RefundRequest struct {
+	OutTradeNo  string
+	OutRefundNo string
+	RefundFen   int64
+	TotalFen    int64 // the order's paid total
+	Reason      string
+}
+
+// WeChat Pay's refund states.
+const (
+	RefundStateSuccess    = "SUCCESS"
+	RefundStateClosed     = "CLOSED"
+	RefundStateProcessing = "PROCESSING"
+	RefundStateAbnormal   = "ABNORMAL"
+)
+
+// RefundResult is WeChat Pay's view of a refund.
+type RefundResult struct {
+	MchID       string // only in notifications
+	OutTradeNo  string
+	OutRefundNo string
+	RefundID    string
+	Status      string // SUCCESS, CLOSED, PROCESSING, ABNORMAL
+	SuccessTime time.Time
+	RefundFen   int64
+	TotalFen    int64
+}
+
+// RefundNotification is a verified, decrypted refund notification.
+type RefundNotification struct {
+	ID        string
+	EventType string // REFUND.SUCCESS, REFUND.ABNORMAL, REFUND.CLOSED
+	Refund    RefundResult
 }
 
 // Sessions issues and checks the signed session tokens that identify a

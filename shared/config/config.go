@@ -39,6 +39,10 @@ type Config struct {
 	PayBaseURL       string        // WECHATPAY_BASE_URL: default the real WeChat Pay; the simulator's URL locally
 	PayTimeout       time.Duration // WECHATPAY_TIMEOUT: default 8s, below the function timeout
 
+	RefundNotifyURL string // WECHATPAY_REFUND_NOTIFY_URL: refund outcomes; default WECHATPAY_NOTIFY_URL + "/refund"
+
+	AdminKey string // PAYFN_ADMIN_KEY (secret): at least 32 bytes, authenticates the merchant's refund calls
+
 	OrderTTL time.Duration // PAYFN_ORDER_TTL: how long an order may wait for payment, default 30m
 }
 
@@ -51,6 +55,7 @@ const (
 	PartLogin                // jscode2session
 	PartSessions             // session tokens
 	PartPay                  // WeChat Pay merchant
+	PartAdmin                // the merchant's admin key
 )
 
 // Load reads the settings through getenv (os.Getenv in a function) and
@@ -87,6 +92,8 @@ func Load(getenv func(string) string) (Config, error) {
 		PublicKeyPEM:     pemText(getenv("WECHATPAY_PUBLIC_KEY")),
 		PayBaseURL:       strings.TrimSpace(getenv("WECHATPAY_BASE_URL")),
 		PayTimeout:       duration("WECHATPAY_TIMEOUT", 8*time.Second),
+		RefundNotifyURL:  strings.TrimSpace(getenv("WECHATPAY_REFUND_NOTIFY_URL")),
+		AdminKey:         getenv("PAYFN_ADMIN_KEY"),
 		OrderTTL:         duration("PAYFN_ORDER_TTL", 30*time.Minute),
 	}
 	if c.MongoDatabase == "" {
@@ -99,6 +106,14 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.SessionSecret != "" && len(c.SessionSecret) < 32 {
 		errs = append(errs, fmt.Errorf("PAYFN_SESSION_SECRET is %d bytes; use at least 32 random bytes", len(c.SessionSecret)))
+	}
+	if c.AdminKey != "" && len(c.AdminKey) < 32 {
+		errs = append(errs, fmt.Errorf("PAYFN_ADMIN_KEY is %d bytes; use at least 32 random bytes", len(c.AdminKey)))
+	}
+	if c.RefundNotifyURL != "" {
+		if err := checkNotifyURL(c.RefundNotifyURL); err != nil {
+			errs = append(errs, fmt.Errorf("WECHATPAY_REFUND_NOTIFY_URL: %w", err))
+		}
 	}
 	if c.APIv3Key != "" && len(c.APIv3Key) != 32 {
 		errs = append(errs, fmt.Errorf("WECHATPAY_APIV3_KEY is %d bytes; the APIv3 key is exactly 32", len(c.APIv3Key)))
@@ -139,6 +154,8 @@ func (c Config) Need(parts ...Part) error {
 			need("WECHAT_APPSECRET", c.AppSecret)
 		case PartSessions:
 			need("PAYFN_SESSION_SECRET", c.SessionSecret)
+		case PartAdmin:
+			need("PAYFN_ADMIN_KEY", c.AdminKey)
 		case PartPay:
 			need("WECHAT_APPID", c.AppID)
 			need("WECHATPAY_MCHID", c.MchID)
@@ -177,6 +194,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("wechatpay_notify_url", c.NotifyURL),
 		slog.String("wechatpay_public_key_id", c.PublicKeyID),
 		slog.String("wechatpay_base_url", c.PayBaseURL),
+		slog.String("wechatpay_refund_notify_url", c.RefundNotifyURL),
+		slog.String("admin_key", set(c.AdminKey)),
 		slog.Duration("order_ttl", c.OrderTTL),
 	)
 }

@@ -14,6 +14,9 @@ func TestStatusTransitionTable(t *testing.T) {
 		{order.StatusNotPay, order.StatusPaid}:      true,
 		{order.StatusNotPay, order.StatusClosed}:    true,
 		{order.StatusNotPay, order.StatusException}: true,
+		// a payment WeChat Pay confirms after a local close reopens the order
+		{order.StatusClosed, order.StatusPaid}:      true,
+		{order.StatusClosed, order.StatusException}: true,
 	}
 	for _, from := range all {
 		for _, to := range all {
@@ -66,6 +69,38 @@ func TestNewOrderRejectsBadQuantitiesInactiveProductsAndHugeTotals(t *testing.T)
 	} {
 		if _, err := order.NewOrder("PF1", "o", "r", c.p, c.qty, time.Now(), time.Minute); err == nil {
 			t.Errorf("%s: NewOrder accepted it", name)
+		}
+	}
+}
+
+func TestRefundSumNeverExceedsThePaidTotal(t *testing.T) {
+	for _, c := range []struct {
+		total, held, amount int64
+		ok                  bool
+	}{
+		{100, 0, 100, true}, {100, 0, 101, false}, {100, 60, 40, true}, {100, 60, 41, false},
+		{100, 0, 0, false}, {100, 0, -5, false},
+	} {
+		if err := order.CheckRefund(c.total, c.held, c.amount); (err == nil) != c.ok {
+			t.Errorf("CheckRefund(%d, %d, %d) = %v, want ok=%v", c.total, c.held, c.amount, err, c.ok)
+		}
+	}
+}
+
+func TestRefundSummaryIsDerivedFromRefundRecords(t *testing.T) {
+	r := func(amt int64, st order.RefundStatus) order.Refund { return order.Refund{AmountFen: amt, Status: st} }
+	for _, c := range []struct {
+		refunds []order.Refund
+		want    order.RefundSummary
+	}{
+		{nil, order.RefundSummary{}},
+		{[]order.Refund{r(30, order.RefundSucceeded)}, order.RefundSummary{RefundedFen: 30, Status: "PARTIALLY_REFUNDED"}},
+		{[]order.Refund{r(30, order.RefundSucceeded), r(70, order.RefundSucceeded)}, order.RefundSummary{RefundedFen: 100, Status: "REFUNDED"}},
+		{[]order.Refund{r(30, order.RefundSucceeded), r(70, order.RefundPending)}, order.RefundSummary{RefundedFen: 30, PendingFen: 70, Status: "REFUNDING"}},
+		{[]order.Refund{r(100, order.RefundFailed)}, order.RefundSummary{}},
+	} {
+		if got := order.Summarize(100, c.refunds); got != c.want {
+			t.Errorf("Summarize(%v) = %+v, want %+v", c.refunds, got, c.want)
 		}
 	}
 }

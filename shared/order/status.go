@@ -18,10 +18,12 @@ const (
 )
 
 // transitions lists, for each status, the statuses it may move to.
+// CLOSED may still become PAID or EXCEPTION: a payment WeChat Pay confirms
+// for an order closed here is money received, and is never dropped.
 var transitions = map[Status][]Status{
 	StatusNotPay:    {StatusPaid, StatusClosed, StatusException},
 	StatusPaid:      {},
-	StatusClosed:    {},
+	StatusClosed:    {StatusPaid, StatusException},
 	StatusException: {},
 }
 
@@ -87,3 +89,7 @@ type Claim struct {
 // SettleKey is the claim key for an order leaving NOTPAY: it is decided once,
 // whatever decides it (a notification, a query, a close).
 func SettleKey(orderID string) string { return "settle:" + orderID }
+
+// LatePayKey is the claim key for a payment WeChat Pay confirms for an order
+// already closed here: it reopens the order once.
+func LatePayKey(orderID string) string { return "late-pay:" + orderID }

@@ -50,6 +50,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v3/pay/transactions/id/{id}", s.v3(s.handleQueryByID))
 	m.HandleFunc("POST /v3/pay/transactions/out-trade-no/{no}/close", s.v3(s.handleClose))
 	m.HandleFunc("GET /v3/certificates", s.v3(s.handleCertificates))
+	m.HandleFunc("POST /v3/refund/domestic/refunds", s.v3(s.handleRefund))
+	m.HandleFunc("GET /v3/refund/domestic/refunds/{no}", s.v3(s.handleQueryRefund))
 	m.HandleFunc("/v3/", s.v3(func(*http.Request, []byte) reply {
 		return errReply(http.StatusNotFound, "NOT_FOUND", "no such API in paysim")
 	}))

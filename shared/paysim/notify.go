@@ -99,9 +99,9 @@ func (s *Server) envelopeDefaults(o NotifyOptions) NotifyOptions {
 	return o
 }
 
-// buildEnvelope encrypts tx into the §3 notification envelope. o must have
-// its defaults filled.
-func buildEnvelope(tx Transaction, o NotifyOptions) (envelope, error) {
+// buildEnvelope encrypts a resource (a Transaction, or a refund) into the §3
+// notification envelope. o must have its defaults filled.
+func buildEnvelope(resource any, originalType string, o NotifyOptions) (envelope, error) {
 	nb := notificationBody{
 		ID:           o.ID,
 		CreateTime:   o.CreateTime.In(cst).Format(time.RFC3339),
@@ -110,16 +110,16 @@ func buildEnvelope(tx Transaction, o NotifyOptions) (envelope, error) {
 		Summary:      o.Summary,
 	}
 	if !o.OmitResource {
-		plain, err := json.Marshal(tx)
+		plain, err := json.Marshal(resource)
 		if err != nil {
-			return envelope{}, fmt.Errorf("encode transaction: %w", err)
+			return envelope{}, fmt.Errorf("encode %s: %w", originalType, err)
 		}
 		ct, err := encryptAEAD(o.APIv3Key, o.Nonce, *o.AssociatedData, plain)
 		if err != nil {
 			return envelope{}, fmt.Errorf("encrypt resource: %w", err)
 		}
 		nb.Resource = &encryptedResource{
-			OriginalType: "transaction", Algorithm: "AEAD_AES_256_GCM",
+			OriginalType: originalType, Algorithm: "AEAD_AES_256_GCM",
 			Ciphertext: ct, AssociatedData: *o.AssociatedData, Nonce: o.Nonce,
 		}
 	}
@@ -176,7 +176,7 @@ func (s *Server) signNotification(body []byte, o NotifyOptions) (http.Header, er
 // genuine one. Tests use it to forge and tamper; send it with Deliver.
 func (s *Server) BuildNotification(tx Transaction, opts NotifyOptions) (http.Header, []byte, error) {
 	o := s.envelopeDefaults(opts)
-	env, err := buildEnvelope(tx, o)
+	env, err := buildEnvelope(tx, "transaction", o)
 	if err != nil {
 		return nil, nil, fmt.Errorf("build notification: %w", err)
 	}

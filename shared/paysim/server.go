@@ -127,7 +127,9 @@ type Server struct {
 	codes      map[string]*loginCode
 	deliveries map[string][]Delivery
 	jobs       map[string]int // running delivery goroutines per out_trade_no
-	changed    chan struct{}  // closed and replaced whenever a delivery is recorded
+	refunds    map[string]*refund
+	refundCfg  RefundBehaviour
+	changed    chan struct{} // closed and replaced whenever a delivery is recorded
 	faults     Faults
 	failNext   failure
 	srv        *http.Server
@@ -182,6 +184,7 @@ func New(opts Options) (*Server, error) {
 		log:            opts.Logger,
 		trades:         map[string]*trade{},
 		byTxID:         map[string]string{},
+		refunds:        map[string]*refund{},
 		prepays:        map[string]*prepay{},
 		codes:          map[string]*loginCode{},
 		deliveries:     map[string][]Delivery{},

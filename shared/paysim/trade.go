@@ -22,6 +22,7 @@ const (
 	StateNotPay  = "NOTPAY"
 	StateSuccess = "SUCCESS"
 	StateClosed  = "CLOSED"
+	StateRefund  = "REFUND" // paid, then (part) refunded
 )
 
 // Error codes the simulator answers where WeChat's APIv3 documentation names
@@ -130,6 +131,7 @@ type trade struct {
 	successTime time.Time
 	paidTotal   int64
 	prepayIDs   []string
+	refunded    bool // a refund succeeded: queries say REFUND
 }
 
 type prepay struct {
@@ -304,6 +306,9 @@ func (s *Server) transactionLocked(t *trade) Transaction {
 		tx.Payer = &Payer{OpenID: t.p.OpenID}
 		tx.Amount.Total = t.paidTotal
 		tx.Amount.PayerTotal = t.paidTotal
+		if t.refunded {
+			tx.TradeState, tx.TradeStateDesc = StateRefund, "转入退款"
+		}
 	}
 	return tx
 }
@@ -456,7 +461,7 @@ func (s *Server) Pay(ctx context.Context, prepayID string, opts PayOptions) (Pai
 	if opts.NoNotify {
 		return paid, nil
 	}
-	body, err := buildEnvelope(s.transactionLocked(t), s.envelopeDefaults(NotifyOptions{}))
+	body, err := buildEnvelope(s.transactionLocked(t), "transaction", s.envelopeDefaults(NotifyOptions{}))
 	if err != nil {
 		return paid, fmt.Errorf("pay %s: notification: %w", prepayID, err)
 	}

@@ -6,6 +6,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -85,5 +86,24 @@ func Start(h http.Handler, logger *slog.Logger) {
 		awslambda.Start(h, logger)
 	case TencentSCF:
 		tencentscf.Start(h, logger)
+	}
+}
+
+// StartJob is Start for a scheduled function: each invocation runs job once.
+func StartJob[T any](job func(context.Context) (T, error), logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	p, err := Detect(os.Getenv)
+	if err != nil {
+		logger.Error("cannot start function: no usable runtime", "err", err)
+		os.Exit(1)
+	}
+	logger.Info("starting scheduled function", "platform", string(p))
+	switch p {
+	case AWSLambda:
+		awslambda.StartJob(job, logger)
+	case TencentSCF:
+		tencentscf.StartJob(job, logger)
 	}
 }

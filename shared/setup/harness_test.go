@@ -29,6 +29,8 @@ const (
 	testAppID = "wx1234567890abcdef"
 	testMchID = "1900000109"
 	testAPIv3 = "0123456789abcdef0123456789abcdef"
+	// testAdminKey authenticates the merchant's refund calls in tests.
+	testAdminKey = "admin-key-admin-key-admin-key-admin"
 )
 
 var (
@@ -97,7 +99,7 @@ func newHarnessWith(t *testing.T, opts setup.Options, edit ...func(*config.Confi
 	cfg := config.Config{
 		MongoURI: uri, MongoDatabase: db,
 		AppID: testAppID, AppSecret: "app-secret", LoginBaseURL: sim.URL(),
-		SessionSecret: strings.Repeat("s", 32), SessionTTL: time.Hour,
+		SessionSecret: strings.Repeat("s", 32), SessionTTL: time.Hour, AdminKey: testAdminKey,
 		MchID: testMchID, MchCertSerial: "5157F09EFDC096DE15EBE81A47057A7232F1B8E1", MchPrivateKeyPEM: merchantPEM,
 		APIv3Key: testAPIv3, NotifyURL: srv.URL + "/notify/wechatpay",
 		PublicKeyID: k.PublicKeyID, PublicKeyPEM: k.PublicKeyPEM,

@@ -36,18 +36,28 @@ const (
 	Pay           Function = "pay"
 	QueryOrder    Function = "queryOrder"
 	VerifyPayment Function = "verifyPayment"
+	Refund        Function = "refund"
+	VerifyRefund  Function = "verifyRefund"
+	CloseExpired  Function = "closeExpired"
+	Reconcile     Function = "reconcile"
 )
 
-// Functions lists every function with its HTTP route.
+// Functions lists every function: an HTTP function has its route, a
+// scheduled job its schedule.
 var Functions = []struct {
-	Name Function
-	Path string
+	Name     Function
+	Path     string // POST route of an HTTP function
+	Schedule string // how often a job runs
 }{
-	{Login, httpapi.PathLogin},
-	{CreateOrder, httpapi.PathCreateOrder},
-	{Pay, httpapi.PathPay},
-	{QueryOrder, httpapi.PathQueryOrder},
-	{VerifyPayment, httpapi.PathVerifyPayment},
+	{Name: Login, Path: httpapi.PathLogin},
+	{Name: CreateOrder, Path: httpapi.PathCreateOrder},
+	{Name: Pay, Path: httpapi.PathPay},
+	{Name: QueryOrder, Path: httpapi.PathQueryOrder},
+	{Name: VerifyPayment, Path: httpapi.PathVerifyPayment},
+	{Name: Refund, Path: httpapi.PathRefund},
+	{Name: VerifyRefund, Path: httpapi.PathVerifyRefund},
+	{Name: CloseExpired, Schedule: "5m"},
+	{Name: Reconcile, Schedule: "1h"},
 }
 
 // needs lists the settings each function cannot run without. Each function
@@ -59,6 +69,10 @@ var needs = map[Function][]config.Part{
 	Pay:           {config.PartStore, config.PartSessions, config.PartPay},
 	QueryOrder:    {config.PartStore, config.PartSessions, config.PartPay},
 	VerifyPayment: {config.PartStore, config.PartPay},
+	Refund:        {config.PartStore, config.PartPay, config.PartAdmin},
+	VerifyRefund:  {config.PartStore, config.PartPay},
+	CloseExpired:  {config.PartStore, config.PartPay},
+	Reconcile:     {config.PartStore, config.PartPay},
 }
 
 // Logger returns the JSON logger a function writes to stdout, at the level
@@ -72,20 +86,9 @@ func Logger(getenv func(string) string) *slog.Logger {
 // Handler builds the HTTP handler of one function from the environment. It
 // does no network I/O: clients connect on first use.
 func Handler(fn Function, getenv func(string) string, logger *slog.Logger) (http.Handler, error) {
-	parts, ok := needs[fn]
-	if !ok {
-		return nil, fmt.Errorf("unknown function %q", fn)
-	}
-	cfg, err := config.Load(getenv)
+	api, _, err := fromEnv(fn, getenv, logger)
 	if err != nil {
-		return nil, fmt.Errorf("load configuration: %w", err)
-	}
-	if err := cfg.Need(parts...); err != nil {
-		return nil, fmt.Errorf("configure %s: %w", fn, err)
-	}
-	api, _, err := build(cfg, parts, Options{Logger: logger})
-	if err != nil {
-		return nil, fmt.Errorf("configure %s: %w", fn, err)
+		return nil, err
 	}
 	switch fn {
 	case Login:
@@ -96,9 +99,51 @@ func Handler(fn Function, getenv func(string) string, logger *slog.Logger) (http
 		return api.Pay(), nil
 	case QueryOrder:
 		return api.QueryOrder(), nil
-	default:
+	case VerifyPayment:
 		return api.VerifyPayment(), nil
+	case Refund:
+		return api.Refund(), nil
+	case VerifyRefund:
+		return api.VerifyRefund(), nil
 	}
+	return nil, fmt.Errorf("%s is not an HTTP function", fn)
+}
+
+// Job is a scheduled function's work.
+type Job func(ctx context.Context) (app.JobReport, error)
+
+// JobFor builds a scheduled function from the environment, like Handler.
+func JobFor(fn Function, getenv func(string) string, logger *slog.Logger) (Job, error) {
+	_, st, err := fromEnv(fn, getenv, logger)
+	if err != nil {
+		return nil, err
+	}
+	switch fn {
+	case CloseExpired:
+		return st.App.CloseExpired, nil
+	case Reconcile:
+		return st.App.Reconcile, nil
+	}
+	return nil, fmt.Errorf("%s is not a scheduled function", fn)
+}
+
+func fromEnv(fn Function, getenv func(string) string, logger *slog.Logger) (*httpapi.API, *Stack, error) {
+	parts, ok := needs[fn]
+	if !ok {
+		return nil, nil, fmt.Errorf("unknown function %q", fn)
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load configuration: %w", err)
+	}
+	if err := cfg.Need(parts...); err != nil {
+		return nil, nil, fmt.Errorf("configure %s: %w", fn, err)
+	}
+	api, st, err := build(cfg, parts, Options{Logger: logger})
+	if err != nil {
+		return nil, nil, fmt.Errorf("configure %s: %w", fn, err)
+	}
+	return api, st, nil
 }
 
 // Options adjust how the pieces are built, for the local stack and tests.
@@ -130,7 +175,7 @@ func (s *Stack) Close(ctx context.Context) error {
 
 // NewStack builds every function from cfg and serves them on their routes.
 func NewStack(cfg config.Config, opts Options) (*Stack, error) {
-	all := []config.Part{config.PartStore, config.PartLogin, config.PartSessions, config.PartPay}
+	all := []config.Part{config.PartStore, config.PartLogin, config.PartSessions, config.PartPay, config.PartAdmin}
 	if err := cfg.Need(all...); err != nil {
 		return nil, err
 	}
@@ -149,7 +194,7 @@ func build(cfg config.Config, parts []config.Part, opts Options) (*httpapi.API, 
 		logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
 	st := &Stack{}
-	ac := app.Config{OrderTTL: cfg.OrderTTL, Now: opts.Now, Logger: logger}
+	ac := app.Config{OrderTTL: cfg.OrderTTL, Now: opts.Now, Logger: logger, AdminKey: cfg.AdminKey}
 	for _, p := range parts {
 		switch p {
 		case config.PartStore:
@@ -191,7 +236,8 @@ func channel(cfg config.Config, logger *slog.Logger) (*wxpay.Channel, error) {
 	}
 	wc := wxpay.Config{
 		MchID: cfg.MchID, AppID: cfg.AppID, MchCertSerial: cfg.MchCertSerial, MchPrivateKey: key,
-		APIv3Key: cfg.APIv3Key, NotifyURL: cfg.NotifyURL, BaseURL: cfg.PayBaseURL, Timeout: cfg.PayTimeout, Logger: logger,
+		APIv3Key: cfg.APIv3Key, NotifyURL: cfg.NotifyURL, RefundNotifyURL: cfg.RefundNotifyURL,
+		BaseURL: cfg.PayBaseURL, Timeout: cfg.PayTimeout, Logger: logger,
 	}
 	if cfg.PublicKeyID != "" {
 		pub, err := wxpay.LoadPublicKey(cfg.PublicKeyPEM)

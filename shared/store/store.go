@@ -34,6 +34,7 @@ const (
 	colOrders   = "orders"
 	colPayments = "payments"
 	colClaims   = "claims"
+	colRefunds  = "refunds"
 )
 
 // Defaults for Options.
@@ -238,6 +239,21 @@ func ensureIndexes(ctx context.Context, db *mongo.Database) error {
 			Options: options.Index().SetName("out_trade_no"),
 		}},
 		{colClaims, mongo.IndexModel{
+			Keys:    bson.D{{Key: "order_id", Value: 1}},
+			Options: options.Index().SetName("order_id"),
+		}},
+		// The expiry job and reconciliation look for unpaid orders by time.
+		{colOrders, mongo.IndexModel{
+			Keys:    bson.D{{Key: "status", Value: 1}, {Key: "expires_at", Value: 1}},
+			Options: options.Index().SetName("status_expires_at"),
+		}},
+		// One refund per (order, slot): refunds of an order are admitted one
+		// at a time, which is what keeps their sum under the paid total.
+		{colRefunds, mongo.IndexModel{
+			Keys:    bson.D{{Key: "slot_key", Value: 1}},
+			Options: options.Index().SetName("slot_key_unique").SetUnique(true),
+		}},
+		{colRefunds, mongo.IndexModel{
 			Keys:    bson.D{{Key: "order_id", Value: 1}},
 			Options: options.Index().SetName("order_id"),
 		}},

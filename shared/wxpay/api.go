@@ -30,7 +30,7 @@ const (
 
 // APIError is WeChat Pay's error answer to an API call. It unwraps to
 // app.ErrChannelUnavailable for 5xx and 429 answers and to
-// app.ErrTradeNotFound for 404 / ORDER_NOT_EXIST; other 4xx answers (our
+// app.ErrTradeNotFound for 404 / ORDER_NOT_EXIST / RESOURCE_NOT_EXISTS; other 4xx answers (our
 // request was refused) unwrap to nothing.
 type APIError struct {
 	Status  int    // HTTP status
@@ -47,7 +47,7 @@ func (e *APIError) Unwrap() error {
 	switch {
 	case e.Status >= 500 || e.Status == http.StatusTooManyRequests:
 		return app.ErrChannelUnavailable
-	case e.Status == http.StatusNotFound || e.Code == "ORDER_NOT_EXIST" || e.Code == "ORDERNOTEXIST":
+	case e.Status == http.StatusNotFound || e.Code == "ORDER_NOT_EXIST" || e.Code == "ORDERNOTEXIST" || e.Code == "RESOURCE_NOT_EXISTS":
 		return app.ErrTradeNotFound
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/wechatpay-apiv3/wechatpay-go/core/notify"
 	"net/http"
 	"strconv"
 	"strings"
@@ -38,12 +39,67 @@ func badNotification(reason string) error {
 // app.ErrChannelUnavailable instead, so the caller answers 5xx and WeChat
 // Pay retries. It does not check event type, trade state, appid, mchid or
 // amounts: that is the caller's business.
-func (c *Channel) ParseNotification(ctx context.Context, header http.Header, body []byte) (n app.Notification, err error) {
+func (c *Channel) ParseNotification(ctx context.Context, header http.Header, body []byte) (app.Notification, error) {
+	var tx payments.Transaction
+	nr, err := c.parse(ctx, header, body, &tx)
+	if err != nil {
+		return app.Notification{}, err
+	}
+	t, err := toTransaction(&tx)
+	if err != nil {
+		return app.Notification{}, badNotification("success_time is not RFC 3339")
+	}
+	n := app.Notification{ID: nr.ID, EventType: nr.EventType, Transaction: t}
+	if nr.CreateTime != nil {
+		n.CreateTime = *nr.CreateTime
+	}
+	return n, nil
+}
+
+// refundResource is a decrypted refund notification; the SDK has no model
+// for it.
+type refundResource struct {
+	MchID       string `json:"mchid"`
+	OutTradeNo  string `json:"out_trade_no"`
+	OutRefundNo string `json:"out_refund_no"`
+	RefundID    string `json:"refund_id"`
+	Status      string `json:"refund_status"`
+	SuccessTime string `json:"success_time"`
+	Amount      struct {
+		Total  int64 `json:"total"`
+		Refund int64 `json:"refund"`
+	} `json:"amount"`
+}
+
+// ParseRefundNotification verifies and decrypts a refund notification with
+// exactly the checks of ParseNotification.
+func (c *Channel) ParseRefundNotification(ctx context.Context, header http.Header, body []byte) (app.RefundNotification, error) {
+	var r refundResource
+	nr, err := c.parse(ctx, header, body, &r)
+	if err != nil {
+		return app.RefundNotification{}, err
+	}
+	res := app.RefundResult{
+		MchID: r.MchID, OutTradeNo: r.OutTradeNo, OutRefundNo: r.OutRefundNo, RefundID: r.RefundID,
+		Status: r.Status, RefundFen: r.Amount.Refund, TotalFen: r.Amount.Total,
+	}
+	if r.SuccessTime != "" {
+		t, err := time.Parse(time.RFC3339, r.SuccessTime)
+		if err != nil {
+			return app.RefundNotification{}, badNotification("success_time is not RFC 3339")
+		}
+		res.SuccessTime = t
+	}
+	return app.RefundNotification{ID: nr.ID, EventType: nr.EventType, Refund: res}, nil
+}
+
+// parse verifies a notification and decrypts its resource into content.
+func (c *Channel) parse(ctx context.Context, header http.Header, body []byte, content any) (nr *notify.Request, err error) {
 	defer func() {
 		// The SDK panics on some signed-but-malformed input; the checks below
 		// should stop it first, this is the backstop.
 		if p := recover(); p != nil {
-			n, err = app.Notification{}, badNotification("malformed notification")
+			nr, err = nil, badNotification("malformed notification")
 		}
 	}()
 	serial := strings.TrimSpace(header.Get("Wechatpay-Serial"))
@@ -51,30 +107,30 @@ func (c *Channel) ParseNotification(ctx context.Context, header http.Header, bod
 	tsText := strings.TrimSpace(header.Get("Wechatpay-Timestamp"))
 	nonce := strings.TrimSpace(header.Get("Wechatpay-Nonce"))
 	if serial == "" || sig == "" || tsText == "" || nonce == "" {
-		return app.Notification{}, badNotification("missing Wechatpay signature headers")
+		return nil, badNotification("missing Wechatpay signature headers")
 	}
 	if strings.HasPrefix(sig, signatureProbePrefix) {
-		return app.Notification{}, badNotification("signature probe")
+		return nil, badNotification("signature probe")
 	}
 	if st := header.Get("Wechatpay-Signature-Type"); st != "" && st != signatureType {
-		return app.Notification{}, badNotification("unsupported signature type")
+		return nil, badNotification("unsupported signature type")
 	}
 	ts, err := strconv.ParseInt(tsText, 10, 64)
 	if err != nil {
-		return app.Notification{}, badNotification("malformed timestamp")
+		return nil, badNotification("malformed timestamp")
 	}
 	// time.Now, not an injected clock: the SDK's validator below uses it too.
 	if d := time.Since(time.Unix(ts, 0)); d >= notifyWindow || d <= -notifyWindow {
-		return app.Notification{}, badNotification("timestamp outside the 5-minute window")
+		return nil, badNotification("timestamp outside the 5-minute window")
 	}
 	if c.mode == modeCertificate || (c.mode == modeCombined && serial != c.cfg.PublicKeyID) {
 		if err := c.ensureCerts(ctx, serial); err != nil {
-			return app.Notification{}, fmt.Errorf("notification: %w", err)
+			return nil, fmt.Errorf("notification: %w", err)
 		}
 	}
 	msg := tsText + "\n" + nonce + "\n" + string(body) + "\n"
 	if err := c.verifier.Verify(ctx, serial, msg, sig); err != nil {
-		return app.Notification{}, badNotification("signature verification failed")
+		return nil, badNotification("signature verification failed")
 	}
 	// The signature is good; now refuse what would make the SDK panic.
 	var env struct {
@@ -83,33 +139,24 @@ func (c *Channel) ParseNotification(ctx context.Context, header http.Header, bod
 		} `json:"resource"`
 	}
 	if err := json.Unmarshal(body, &env); err != nil {
-		return app.Notification{}, badNotification("body is not JSON")
+		return nil, badNotification("body is not JSON")
 	}
 	if env.Resource == nil {
-		return app.Notification{}, badNotification("no resource")
+		return nil, badNotification("no resource")
 	}
 	if len(env.Resource.Nonce) != 12 {
-		return app.Notification{}, badNotification("resource nonce is not 12 bytes")
+		return nil, badNotification("resource nonce is not 12 bytes")
 	}
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader(body))
 	if err != nil {
-		return app.Notification{}, badNotification("cannot rebuild request")
+		return nil, badNotification("cannot rebuild request")
 	}
 	req.Header = header.Clone()
-	var tx payments.Transaction
-	nr, err := c.handler.ParseNotifyRequest(ctx, req, &tx)
+	nr, err = c.handler.ParseNotifyRequest(ctx, req, content)
 	if err != nil {
 		// Re-verification passed above, so this is decryption or parsing.
-		return app.Notification{}, badNotification("decryption or parsing failed")
+		return nil, badNotification("decryption or parsing failed")
 	}
-	t, err := toTransaction(&tx)
-	if err != nil {
-		return app.Notification{}, badNotification("success_time is not RFC 3339")
-	}
-	n = app.Notification{ID: nr.ID, EventType: nr.EventType, Transaction: t}
-	if nr.CreateTime != nil {
-		n.CreateTime = *nr.CreateTime
-	}
-	return n, nil
+	return nr, nil
 }

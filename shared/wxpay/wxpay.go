@@ -56,6 +56,8 @@ type Config struct {
 	MchPrivateKey *rsa.PrivateKey // merchant API private key: signs requests and paySign
 	APIv3Key      string          // exactly 32 bytes: decrypts notifications and certificates
 	NotifyURL     string          // https, no query string
+	// RefundNotifyURL receives refund outcomes; default NotifyURL + "/refund".
+	RefundNotifyURL string
 
 	// PublicKeyID and PublicKey select WeChat Pay public-key mode. With
 	// neither, platform-certificate mode: certificates are downloaded on

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/payfn/payfn/shared/app"
 	"github.com/payfn/payfn/shared/config"
 	"github.com/payfn/payfn/shared/order"
 	"github.com/payfn/payfn/shared/paysim"
@@ -42,6 +43,8 @@ type Options struct {
 	DataDir string // embedded store data and local keys
 	Getenv  func(string) string
 	Logger  *slog.Logger
+	// JobInterval is how often closeExpired and reconcile run (default 1m).
+	JobInterval time.Duration
 	// SimRetrySchedule overrides the simulator's notification retry waits
 	// (tests use short ones).
 	SimRetrySchedule []time.Duration
@@ -58,9 +61,32 @@ type Stack struct {
 	App      *setup.Stack
 	Config   config.Config
 
-	db  *embedded.Server
-	srv *http.Server
-	log *slog.Logger
+	db       *embedded.Server
+	srv      *http.Server
+	log      *slog.Logger
+	stopJobs context.CancelFunc
+}
+
+// runJobs plays the cloud schedules locally: closeExpired and reconcile on
+// a ticker.
+func (s *Stack) runJobs(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, job := range []func(context.Context) (app.JobReport, error){s.App.App.CloseExpired, s.App.App.Reconcile} {
+			if rep, err := job(ctx); err != nil {
+				s.log.Warn("local job failed", "job", rep.Job, "err", err)
+			}
+		}
+	}
 }
 
 // localSecrets are generated on the first run and kept in the data folder,
@@ -71,6 +97,7 @@ type localSecrets struct {
 	APIv3Key              string `json:"apiv3_key"`
 	AppSecret             string `json:"app_secret"`
 	SessionSecret         string `json:"session_secret"`
+	AdminKey              string `json:"admin_key"`
 	PlatformPrivateKeyPEM string `json:"platform_private_key_pem"`
 }
 
@@ -117,6 +144,9 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if cfg.SessionSecret == "" {
 		cfg.SessionSecret = sec.SessionSecret
 	}
+	if cfg.AdminKey == "" {
+		cfg.AdminKey = sec.AdminKey
+	}
 	if cfg.MchID == "" {
 		if err := s.startSimulator(&cfg, sec, o); err != nil {
 			ln.Close()
@@ -138,6 +168,9 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 
 	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	jobCtx, stopJobs := context.WithCancel(context.Background())
+	s.stopJobs = stopJobs
+	go s.runJobs(jobCtx, o.JobInterval)
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("local stack server stopped", "err", err)
@@ -206,7 +239,9 @@ func (s *Stack) Summary() string {
 	fmt.Fprintf(&b, "payfn local stack\n")
 	fmt.Fprintf(&b, "  checkout page   %s/\n", s.URL)
 	fmt.Fprintf(&b, "  functions       POST %s/login /createOrder /pay /queryOrder\n", s.URL)
-	fmt.Fprintf(&b, "  notify_url      %s\n", s.Config.NotifyURL)
+	fmt.Fprintf(&b, "  merchant        POST %s/admin/refund (X-Payfn-Admin-Key in %s)\n", s.URL, filepath.Join(s.DataDir, "local-secrets.json"))
+	fmt.Fprintf(&b, "  notify_url      %s (refunds: /refund)\n", s.Config.NotifyURL)
+	fmt.Fprintf(&b, "  jobs            closeExpired and reconcile every minute\n")
 	if s.Embedded {
 		fmt.Fprintf(&b, "  store           embedded FerretDB at %s (data in %s)\n", s.MongoURI, filepath.Join(s.DataDir, "db"))
 	} else {
@@ -226,6 +261,9 @@ func (s *Stack) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var errs []error
+	if s.stopJobs != nil {
+		s.stopJobs()
+	}
 	if s.srv != nil {
 		errs = append(errs, s.srv.Shutdown(ctx))
 	}
@@ -258,7 +296,11 @@ func loadSecrets(path string) (localSecrets, error) {
 		if err := json.Unmarshal(b, &sec); err != nil {
 			return sec, fmt.Errorf("read %s: %w (delete it to make new local keys)", path, err)
 		}
-		return sec, nil
+		if sec.AdminKey != "" {
+			return sec, nil
+		}
+		sec.AdminKey = randomHex(32) // a data folder from before refunds existed
+		return sec, saveSecrets(path, sec)
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return sec, fmt.Errorf("read %s: %w", path, err)
@@ -273,14 +315,19 @@ func loadSecrets(path string) (localSecrets, error) {
 	sec.APIv3Key = randomHex(16) // 32 ASCII bytes
 	sec.AppSecret = randomHex(16)
 	sec.SessionSecret = randomHex(32)
-	b, err = json.MarshalIndent(sec, "", "  ")
+	sec.AdminKey = randomHex(32)
+	return sec, saveSecrets(path, sec)
+}
+
+func saveSecrets(path string, sec localSecrets) error {
+	b, err := json.MarshalIndent(sec, "", "  ")
 	if err != nil {
-		return sec, err
+		return err
 	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return sec, fmt.Errorf("write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return sec, nil
+	return nil
 }
 
 func newKeyPEM() (string, error) {

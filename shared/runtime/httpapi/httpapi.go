@@ -24,6 +24,8 @@ const (
 	PathPay           = "/pay"
 	PathQueryOrder    = "/queryOrder"
 	PathVerifyPayment = "/notify/wechatpay"
+	PathRefund        = "/admin/refund"
+	PathVerifyRefund  = "/notify/wechatpay/refund"
 )
 
 // Body limits. Client requests are a few fields; a payment notification is
@@ -56,6 +58,8 @@ func (api *API) Routes() *http.ServeMux {
 	mux.Handle(PathPay, api.Pay())
 	mux.Handle(PathQueryOrder, api.QueryOrder())
 	mux.Handle(PathVerifyPayment, api.VerifyPayment())
+	mux.Handle(PathRefund, api.Refund())
+	mux.Handle(PathVerifyRefund, api.VerifyRefund())
 	return mux
 }
 
@@ -94,13 +98,8 @@ func (api *API) CreateOrder() http.Handler {
 		if err := decode(r, &req); err != nil {
 			return err
 		}
-		// The quantity must be a bare JSON integer: not a string, not 1.0, not 1e3.
-		qty := strings.TrimSpace(string(req.Quantity))
-		if !integerToken.MatchString(qty) {
-			return app.Errorf(app.KindInvalid, app.CodeInvalidQuantity, "quantity must be a whole number from 1 to 999")
-		}
-		n, err := strconv.ParseInt(qty, 10, 64)
-		if err != nil {
+		n, ok := wholeNumber(req.Quantity)
+		if !ok {
 			return app.Errorf(app.KindInvalid, app.CodeInvalidQuantity, "quantity must be a whole number from 1 to 999")
 		}
 		o, created, err := api.app.CreateOrder(r.Context(), caller, app.CreateOrderInput{ProductID: req.ProductID, Quantity: n, RequestID: req.RequestID})
@@ -170,6 +169,66 @@ func (api *API) VerifyPayment() http.Handler {
 	})
 }
 
+type refundRequest struct {
+	OrderID     string          `json:"order_id"`
+	OutRefundNo string          `json:"out_refund_no"`
+	AmountFen   json.RawMessage `json:"amount_fen"`
+	Reason      string          `json:"reason"`
+}
+
+// Refund handles the merchant's POST {order_id, out_refund_no, amount_fen,
+// reason} with the admin key in X-Payfn-Admin-Key. 201 with the new refund,
+// 200 with an earlier one for a repeated out_refund_no.
+func (api *API) Refund() http.Handler {
+	return api.endpoint("refund", false, func(w http.ResponseWriter, r *http.Request, _ string, lg *logLine) error {
+		if err := api.app.AuthenticateAdmin(r.Header.Get("X-Payfn-Admin-Key")); err != nil {
+			return err
+		}
+		var req refundRequest
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		lg.orderID = req.OrderID
+		amt, ok := wholeNumber(req.AmountFen)
+		if !ok {
+			return app.Errorf(app.KindInvalid, app.CodeInvalidAmount, "amount_fen must be a whole number of fen")
+		}
+		ref, created, err := api.app.Refund(r.Context(), app.RefundInput{OrderID: req.OrderID, OutRefundNo: req.OutRefundNo, AmountFen: amt, Reason: req.Reason})
+		if err != nil {
+			return err
+		}
+		status := http.StatusOK
+		if created {
+			status = http.StatusCreated
+		}
+		return writeJSON(w, status, ref)
+	})
+}
+
+// VerifyRefund handles WeChat Pay's refund notification, like VerifyPayment.
+func (api *API) VerifyRefund() http.Handler {
+	return api.endpoint("verifyRefund", false, func(w http.ResponseWriter, r *http.Request, _ string, lg *logLine) error {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxNotificationBody))
+		if err != nil {
+			return bodyError(err)
+		}
+		if err := api.app.VerifyRefund(r.Context(), r.Header, body); err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, errorBody{Code: "SUCCESS", Message: "OK"})
+	})
+}
+
+// wholeNumber parses a bare JSON integer: not a string, not 1.0, not 1e3.
+func wholeNumber(raw json.RawMessage) (int64, bool) {
+	t := strings.TrimSpace(string(raw))
+	if !integerToken.MatchString(t) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	return n, err == nil
+}
+
 type errorBody struct {
 	Code      string `json:"code"`
 	Message   string `json:"message"`
@@ -197,7 +256,7 @@ func (api *API) endpoint(route string, authenticated bool, fn handlerFunc) http.
 				w.Header().Set("Allow", http.MethodPost)
 				return &httpError{status: http.StatusMethodNotAllowed, code: app.CodeMethodNotAllowed, msg: "use POST"}
 			}
-			if route != "verifyPayment" {
+			if route != "verifyPayment" && route != "verifyRefund" {
 				if err := checkJSONContentType(r); err != nil {
 					return err
 				}

@@ -1,0 +1,20 @@
+// Command closeexpired is payfn's scheduled closeexpired job for AWS Lambda (EventBridge
+// schedule) and Tencent SCF (timer trigger).
+package main
+
+import (
+	"os"
+
+	"github.com/payfn/payfn/shared/runtime"
+	"github.com/payfn/payfn/shared/setup"
+)
+
+func main() {
+	logger := setup.Logger(os.Getenv)
+	job, err := setup.JobFor(setup.CloseExpired, os.Getenv, logger)
+	if err != nil {
+		logger.Error("cannot start", "function", setup.CloseExpired, "err", err)
+		os.Exit(1)
+	}
+	runtime.StartJob(job, logger)
+}

@@ -1,0 +1,20 @@
+// Command reconcile is payfn's scheduled reconcile job for AWS Lambda (EventBridge
+// schedule) and Tencent SCF (timer trigger).
+package main
+
+import (
+	"os"
+
+	"github.com/payfn/payfn/shared/runtime"
+	"github.com/payfn/payfn/shared/setup"
+)
+
+func main() {
+	logger := setup.Logger(os.Getenv)
+	job, err := setup.JobFor(setup.Reconcile, os.Getenv, logger)
+	if err != nil {
+		logger.Error("cannot start", "function", setup.Reconcile, "err", err)
+		os.Exit(1)
+	}
+	runtime.StartJob(job, logger)
+}

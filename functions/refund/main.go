@@ -1,0 +1,19 @@
+// Command refund is payfn's refund function (merchant only, admin key) for AWS Lambda and Tencent SCF.
+package main
+
+import (
+	"os"
+
+	"github.com/payfn/payfn/shared/runtime"
+	"github.com/payfn/payfn/shared/setup"
+)
+
+func main() {
+	logger := setup.Logger(os.Getenv)
+	h, err := setup.Handler(setup.Refund, os.Getenv, logger)
+	if err != nil {
+		logger.Error("cannot start", "function", setup.Refund, "err", err)
+		os.Exit(1)
+	}
+	runtime.Start(h, logger)
+}

@@ -1,0 +1,397 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"time"
+	"unicode/utf8"
+
+	"github.com/payfn/payfn/shared/order"
+)
+
+// Lifecycle error codes.
+const (
+	CodeInvalidRefundNo     = "INVALID_OUT_REFUND_NO"
+	CodeInvalidAmount       = "INVALID_AMOUNT"
+	CodeInvalidReason       = "INVALID_REASON"
+	CodeOrderNotRefundable  = "ORDER_NOT_REFUNDABLE"
+	CodeRefundExceedsPaid   = "REFUND_EXCEEDS_PAID"
+	CodeRefundNotFound      = "REFUND_NOT_FOUND"
+	CodeRefundRejected      = "REFUND_REJECTED"
+	CodeAdminUnauthorized   = "ADMIN_UNAUTHENTICATED"
+	defaultJobBatch         = 100
+	maxRefundSlotAttempts   = 50
+	reconcileUnpaidAfterAge = 5 * time.Minute
+)
+
+var refundNoPattern = regexp.MustCompile(`^[0-9A-Za-z_|*@-]{1,64}$`)
+
+// Fix is one change a job made to bring payfn in line with WeChat Pay.
+type Fix struct {
+	OrderID  string `json:"order_id"`
+	RefundNo string `json:"out_refund_no,omitempty"`
+	From     string `json:"from"`
+	To       string `json:"to"`
+}
+
+// JobReport is what a scheduled job did.
+type JobReport struct {
+	Job      string `json:"job"`
+	Examined int    `json:"examined"`
+	Fixes    []Fix  `json:"fixes"`
+	Failures int    `json:"failures"` // items left for the next run
+}
+
+// CloseExpired closes unpaid orders past their expiry: first it asks WeChat
+// Pay (a payment may have arrived without its notification: that order
+// becomes PAID, not CLOSED), then closes the order at WeChat Pay, then
+// locally, once, by the order's settle claim. An order that fails is left
+// for the next run.
+func (a *App) CloseExpired(ctx context.Context) (JobReport, error) {
+	rep := JobReport{Job: "closeExpired", Fixes: []Fix{}}
+	orders, err := a.store.ExpiredOrders(ctx, a.now(), defaultJobBatch)
+	if err != nil {
+		return rep, storeError("list expired orders", err)
+	}
+	for _, o := range orders {
+		rep.Examined++
+		after, err := a.closeExpired(ctx, o)
+		if err != nil {
+			rep.Failures++
+			a.log.WarnContext(ctx, "could not close expired order; the next run retries", "order_id", o.ID, "err", err)
+			continue
+		}
+		rep.Fixes = append(rep.Fixes, Fix{OrderID: o.ID, From: string(o.Status), To: string(after.Status)})
+	}
+	a.log.InfoContext(ctx, "closeExpired done", "examined", rep.Examined, "fixed", len(rep.Fixes), "failures", rep.Failures)
+	return rep, nil
+}
+
+func (a *App) closeExpired(ctx context.Context, o order.Order) (order.Order, error) {
+	settled, err := a.reconcile(ctx, o)
+	if err != nil {
+		return order.Order{}, err
+	}
+	if settled.Status != order.StatusNotPay {
+		return settled, nil
+	}
+	err = a.channel.CloseOrder(ctx, o.ID)
+	switch {
+	case err == nil, errors.Is(err, ErrTradeNotFound):
+		// Closed at WeChat Pay, or never prepaid there: nothing can pay it now.
+	case errors.Is(err, ErrChannelUnavailable):
+		return order.Order{}, channelError("close "+o.ID, err)
+	default:
+		// WeChat Pay refused to close: most likely the buyer paid between
+		// our query and the close. Ask again and follow WeChat Pay.
+		if settled, rerr := a.reconcile(ctx, o); rerr == nil && settled.Status != order.StatusNotPay {
+			return settled, nil
+		}
+		return order.Order{}, channelError("close "+o.ID, err)
+	}
+	return a.settleClosed(ctx, o, "expired unpaid")
+}
+
+// RefundInput is the merchant's refund request.
+type RefundInput struct {
+	OrderID     string
+	OutRefundNo string // the merchant's idempotency key for this refund
+	AmountFen   int64
+	Reason      string
+}
+
+// Refund refunds part or all of a paid order. The same out_refund_no with
+// the same order and amount returns the same refund (created false); the
+// sum of an order's refunds never exceeds what was paid, however many
+// arrive at once. The outcome comes from WeChat Pay's answer, its refund
+// notification, or Reconcile.
+// Errors: INVALID_ORDER_ID, INVALID_OUT_REFUND_NO, INVALID_AMOUNT,
+// INVALID_REASON, ORDER_NOT_FOUND, ORDER_NOT_REFUNDABLE, REFUND_EXCEEDS_PAID,
+// IDEMPOTENCY_CONFLICT, REFUND_REJECTED, STORE_UNAVAILABLE,
+// PAYMENT_CHANNEL_UNAVAILABLE (the refund stays REFUNDING: retry it).
+func (a *App) Refund(ctx context.Context, in RefundInput) (order.Refund, bool, error) {
+	switch {
+	case !orderIDPattern.MatchString(in.OrderID):
+		return order.Refund{}, false, Errorf(KindInvalid, CodeInvalidOrderID, "order_id must be a payfn order id")
+	case !refundNoPattern.MatchString(in.OutRefundNo):
+		return order.Refund{}, false, Errorf(KindInvalid, CodeInvalidRefundNo, "out_refund_no must be 1-64 characters of A-Z a-z 0-9 _ - | * @")
+	case in.AmountFen < 1 || in.AmountFen > order.MaxTotalFen:
+		return order.Refund{}, false, Errorf(KindInvalid, CodeInvalidAmount, "amount_fen must be a whole number of fen from 1 to %d", order.MaxTotalFen)
+	case utf8.RuneCountInString(in.Reason) > 80:
+		return order.Refund{}, false, Errorf(KindInvalid, CodeInvalidReason, "reason is at most 80 characters")
+	}
+	if r, found, err := a.refundReplay(ctx, in); found || err != nil {
+		return r, false, err
+	}
+	o, err := a.store.Order(ctx, in.OrderID)
+	if errors.Is(err, order.ErrNotFound) {
+		return order.Refund{}, false, Errorf(KindNotFound, CodeOrderNotFound, "no order %s", in.OrderID)
+	} else if err != nil {
+		return order.Refund{}, false, storeError("load order", err)
+	}
+	paid, err := a.paidTotal(ctx, o)
+	if err != nil {
+		return order.Refund{}, false, err
+	}
+	r, created, err := a.admitRefund(ctx, in, paid)
+	if err != nil || !created {
+		return r, false, err
+	}
+	a.log.InfoContext(ctx, "refund admitted", "order_id", o.ID, "out_refund_no", r.ID, "amount_fen", r.AmountFen)
+	r, err = a.submitRefund(ctx, r, paid)
+	return r, true, err
+}
+
+// refundReplay answers a refund number seen before.
+func (a *App) refundReplay(ctx context.Context, in RefundInput) (order.Refund, bool, error) {
+	r, err := a.store.Refund(ctx, in.OutRefundNo)
+	if errors.Is(err, order.ErrNotFound) {
+		return order.Refund{}, false, nil
+	} else if err != nil {
+		return order.Refund{}, false, storeError("load refund", err)
+	}
+	if r.OrderID != in.OrderID || r.AmountFen != in.AmountFen {
+		return order.Refund{}, true, Errorf(KindConflict, CodeIdempotencyConflict, "out_refund_no %s was already used for a different refund", in.OutRefundNo)
+	}
+	if r.Status == order.RefundPending {
+		// Resending the same out_refund_no is how WeChat Pay wants a refund
+		// retried; it refunds once.
+		o, err := a.store.Order(ctx, r.OrderID)
+		if err != nil {
+			return order.Refund{}, true, storeError("load order", err)
+		}
+		paid, err := a.paidTotal(ctx, o)
+		if err != nil {
+			return order.Refund{}, true, err
+		}
+		r, err = a.submitRefund(ctx, r, paid)
+		return r, true, err
+	}
+	return r, true, nil
+}
+
+// paidTotal is what the buyer actually paid for a paid order: the ledger
+// row of its transaction (for an EXCEPTION order it differs from the total).
+func (a *App) paidTotal(ctx context.Context, o order.Order) (int64, error) {
+	if o.Status != order.StatusPaid && o.Status != order.StatusException {
+		return 0, Errorf(KindConflict, CodeOrderNotRefundable, "order %s is %s; only a paid order can be refunded", o.ID, o.Status)
+	}
+	ps, err := a.store.Payments(ctx, o.ID)
+	if err != nil {
+		return 0, storeError("load payments", err)
+	}
+	for _, p := range ps {
+		if p.TransactionID == o.TransactionID {
+			return p.TotalFen, nil
+		}
+	}
+	return 0, fmt.Errorf("order %s is %s but has no ledger row for transaction %s", o.ID, o.Status, o.TransactionID)
+}
+
+// admitRefund takes the order's next refund slot if the amount still fits.
+// Slots are unique per order, so concurrent refunds are admitted one at a
+// time, each checking the sum of those admitted before it.
+func (a *App) admitRefund(ctx context.Context, in RefundInput, paid int64) (order.Refund, bool, error) {
+	for range maxRefundSlotAttempts {
+		refunds, err := a.store.Refunds(ctx, in.OrderID)
+		if err != nil {
+			return order.Refund{}, false, storeError("list refunds", err)
+		}
+		var held int64
+		slot := 0
+		for _, r := range refunds {
+			if r.ID == in.OutRefundNo { // a concurrent request with the same number won
+				return a.refundReplay(ctx, in)
+			}
+			if r.Holds() {
+				held += r.AmountFen
+			}
+			slot = max(slot, r.Slot)
+		}
+		if err := order.CheckRefund(paid, held, in.AmountFen); err != nil {
+			return order.Refund{}, false, &Error{Kind: KindConflict, Code: CodeRefundExceedsPaid,
+				Message: fmt.Sprintf("refunding %d fen would exceed the %d fen paid (%d fen already refunded or refunding)", in.AmountFen, paid, held), Err: err}
+		}
+		now := a.now().UTC().Truncate(time.Millisecond)
+		r := order.Refund{ID: in.OutRefundNo, OrderID: in.OrderID, Slot: slot + 1, AmountFen: in.AmountFen,
+			Reason: in.Reason, Status: order.RefundPending, CreatedAt: now, UpdatedAt: now}
+		err = a.store.InsertRefund(ctx, r)
+		if err == nil {
+			return r, true, nil
+		}
+		if !errors.Is(err, order.ErrDuplicate) {
+			return order.Refund{}, false, storeError("insert refund", err)
+		}
+		// Either the same number (a concurrent retry) or the slot was taken:
+		// look again.
+	}
+	return order.Refund{}, false, Errorf(KindUnavailable, CodeStoreUnavailable, "too many concurrent refunds of order %s; try again", in.OrderID)
+}
+
+// submitRefund sends an admitted refund to WeChat Pay and records a final
+// answer if there is one.
+func (a *App) submitRefund(ctx context.Context, r order.Refund, paid int64) (order.Refund, error) {
+	res, err := a.channel.Refund(ctx, RefundRequest{OutTradeNo: r.OrderID, OutRefundNo: r.ID, RefundFen: r.AmountFen, TotalFen: paid, Reason: r.Reason})
+	switch {
+	case errors.Is(err, ErrChannelUnavailable):
+		return r, channelError("refund "+r.ID, err)
+	case err != nil:
+		// WeChat Pay refused it outright: it will never happen, so the
+		// amount is freed for another refund.
+		if _, derr := a.decideRefund(ctx, r, RefundResult{OutRefundNo: r.ID, Status: RefundStateClosed}); derr != nil {
+			return r, derr
+		}
+		return r, &Error{Kind: KindBadGateway, Code: CodeRefundRejected, Message: "WeChat Pay refused the refund", Err: err}
+	}
+	return a.decideRefund(ctx, r, res)
+}
+
+// decideRefund records WeChat Pay's final answer on a refund, once.
+func (a *App) decideRefund(ctx context.Context, r order.Refund, res RefundResult) (order.Refund, error) {
+	var status order.RefundStatus
+	switch res.Status {
+	case RefundStateSuccess:
+		status = order.RefundSucceeded
+	case RefundStateClosed:
+		status = order.RefundFailed
+	case RefundStateAbnormal:
+		a.log.ErrorContext(ctx, "WeChat Pay reports the refund abnormal; it needs a person in the merchant portal", "order_id", r.OrderID, "out_refund_no", r.ID)
+		return r, nil
+	default:
+		return r, nil // still processing
+	}
+	now := a.now().UTC().Truncate(time.Millisecond)
+	d := order.RefundDecision{Key: order.RefundKey(r.ID), RefundNo: r.ID, OrderID: r.OrderID, Status: status,
+		RefundID: res.RefundID, DecidedAt: now}
+	if status == order.RefundSucceeded {
+		d.SucceededAt = res.SuccessTime.UTC().Truncate(time.Millisecond)
+		if d.SucceededAt.IsZero() {
+			d.SucceededAt = now
+		}
+	}
+	d, won, err := a.store.ClaimRefund(ctx, d)
+	if err != nil {
+		return r, storeError("claim refund outcome", err)
+	}
+	if r.Status != d.Status {
+		if err := a.store.ApplyRefund(ctx, d); err != nil {
+			return r, storeError("apply refund outcome", err)
+		}
+		r.Status, r.RefundID, r.UpdatedAt = d.Status, d.RefundID, d.DecidedAt
+		if !d.SucceededAt.IsZero() {
+			t := d.SucceededAt
+			r.SucceededAt = &t
+		}
+	}
+	if won {
+		a.log.InfoContext(ctx, "refund decided", "order_id", r.OrderID, "out_refund_no", r.ID, "status", d.Status, "amount_fen", r.AmountFen)
+	}
+	return r, nil
+}
+
+// VerifyRefund handles a WeChat Pay refund notification exactly as
+// VerifyPayment handles a payment: verified, checked against our records,
+// decided once. nil means acknowledge.
+// Errors: INVALID_NOTIFICATION, NOTIFICATION_MISMATCH, REFUND_NOT_FOUND,
+// STORE_UNAVAILABLE, PAYMENT_CHANNEL_UNAVAILABLE.
+func (a *App) VerifyRefund(ctx context.Context, header http.Header, body []byte) error {
+	n, err := a.channel.ParseRefundNotification(ctx, header, body)
+	switch {
+	case errors.Is(err, ErrBadNotification):
+		return &Error{Kind: KindUnauthenticated, Code: CodeInvalidNotification, Message: "the notification failed verification", Err: err}
+	case errors.Is(err, ErrChannelUnavailable):
+		return channelError("verify refund notification", err)
+	case err != nil:
+		return fmt.Errorf("verify refund notification: %w", err)
+	}
+	res := n.Refund
+	log := a.log.With("notification_id", n.ID, "out_refund_no", res.OutRefundNo, "order_id", res.OutTradeNo)
+	if res.MchID != a.channel.MchID() {
+		log.ErrorContext(ctx, "verified refund notification for another merchant; rejected", "mchid", res.MchID)
+		return Errorf(KindInvalid, CodeNotificationMismatch, "the notification's mchid does not match this merchant")
+	}
+	if !refundNoPattern.MatchString(res.OutRefundNo) {
+		return Errorf(KindNotFound, CodeRefundNotFound, "no refund %q", res.OutRefundNo)
+	}
+	r, err := a.store.Refund(ctx, res.OutRefundNo)
+	if errors.Is(err, order.ErrNotFound) {
+		log.ErrorContext(ctx, "verified refund notification for an unknown refund")
+		return Errorf(KindNotFound, CodeRefundNotFound, "no refund %s", res.OutRefundNo)
+	} else if err != nil {
+		return storeError("load refund", err)
+	}
+	if r.OrderID != res.OutTradeNo || r.AmountFen != res.RefundFen {
+		log.ErrorContext(ctx, "verified refund notification does not match the refund; rejected", "refund_fen", res.RefundFen, "recorded_fen", r.AmountFen)
+		return Errorf(KindInvalid, CodeNotificationMismatch, "the notification's order or amount does not match refund %s", r.ID)
+	}
+	_, err = a.decideRefund(ctx, r, res)
+	return err
+}
+
+// Reconcile finds what payfn and WeChat Pay disagree about and follows
+// WeChat Pay: unpaid orders older than a few minutes (a lost notification,
+// an order closed at WeChat Pay) and refunds still REFUNDING (a lost refund
+// notification, or a refund that never reached WeChat Pay). Each fix is
+// reported and logged.
+func (a *App) Reconcile(ctx context.Context) (JobReport, error) {
+	rep := JobReport{Job: "reconcile", Fixes: []Fix{}}
+	orders, err := a.store.UnpaidOrders(ctx, a.now().Add(-reconcileUnpaidAfterAge), defaultJobBatch)
+	if err != nil {
+		return rep, storeError("list unpaid orders", err)
+	}
+	for _, o := range orders {
+		rep.Examined++
+		after, err := a.reconcile(ctx, o)
+		if err != nil {
+			rep.Failures++
+			a.log.WarnContext(ctx, "reconcile order failed; the next run retries", "order_id", o.ID, "err", err)
+			continue
+		}
+		if after.Status != o.Status {
+			rep.Fixes = append(rep.Fixes, Fix{OrderID: o.ID, From: string(o.Status), To: string(after.Status)})
+			a.log.WarnContext(ctx, "reconciled order with WeChat Pay", "order_id", o.ID, "from", o.Status, "to", after.Status)
+		}
+	}
+	refunds, err := a.store.PendingRefunds(ctx, defaultJobBatch)
+	if err != nil {
+		return rep, storeError("list pending refunds", err)
+	}
+	for _, r := range refunds {
+		rep.Examined++
+		after, err := a.reconcileRefund(ctx, r)
+		if err != nil {
+			rep.Failures++
+			a.log.WarnContext(ctx, "reconcile refund failed; the next run retries", "out_refund_no", r.ID, "err", err)
+			continue
+		}
+		if after.Status != r.Status {
+			rep.Fixes = append(rep.Fixes, Fix{OrderID: r.OrderID, RefundNo: r.ID, From: string(r.Status), To: string(after.Status)})
+			a.log.WarnContext(ctx, "reconciled refund with WeChat Pay", "out_refund_no", r.ID, "from", r.Status, "to", after.Status)
+		}
+	}
+	a.log.InfoContext(ctx, "reconcile done", "examined", rep.Examined, "fixed", len(rep.Fixes), "failures", rep.Failures)
+	return rep, nil
+}
+
+func (a *App) reconcileRefund(ctx context.Context, r order.Refund) (order.Refund, error) {
+	res, err := a.channel.QueryRefund(ctx, r.ID)
+	if errors.Is(err, ErrTradeNotFound) {
+		// Admitted here but never reached WeChat Pay (the function died, or
+		// WeChat Pay was down): send it now.
+		o, err := a.store.Order(ctx, r.OrderID)
+		if err != nil {
+			return r, storeError("load order", err)
+		}
+		paid, err := a.paidTotal(ctx, o)
+		if err != nil {
+			return r, err
+		}
+		return a.submitRefund(ctx, r, paid)
+	} else if err != nil {
+		return r, channelError("query refund "+r.ID, err)
+	}
+	return a.decideRefund(ctx, r, res)
+}

@@ -1,0 +1,168 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/payfn/payfn/shared/order"
+)
+
+// ExpiredOrders returns up to limit NOTPAY orders whose expiry is before t,
+// the longest expired first.
+func (s *Store) ExpiredOrders(ctx context.Context, before time.Time, limit int) ([]order.Order, error) {
+	filter := bson.D{{Key: "status", Value: order.StatusNotPay}, {Key: "expires_at", Value: bson.D{{Key: "$lt", Value: bsonTime(before)}}}}
+	os, err := s.findOrders(ctx, filter, bson.D{{Key: "expires_at", Value: 1}, {Key: "_id", Value: 1}}, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list expired orders: %w", err)
+	}
+	return os, nil
+}
+
+// UnpaidOrders returns up to limit NOTPAY orders created before t, oldest
+// first: the ones reconciliation asks WeChat Pay about.
+func (s *Store) UnpaidOrders(ctx context.Context, createdBefore time.Time, limit int) ([]order.Order, error) {
+	filter := bson.D{{Key: "status", Value: order.StatusNotPay}, {Key: "created_at", Value: bson.D{{Key: "$lt", Value: bsonTime(createdBefore)}}}}
+	os, err := s.findOrders(ctx, filter, bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list unpaid orders: %w", err)
+	}
+	return os, nil
+}
+
+func (s *Store) findOrders(ctx context.Context, filter, sort bson.D, limit int) ([]order.Order, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("limit %d is not positive", limit)
+	}
+	c, err := s.collection(ctx, colOrders)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := c.Find(ctx, filter, options.Find().SetSort(sort).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, err
+	}
+	var docs []orderDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, err
+	}
+	os := make([]order.Order, len(docs))
+	for i, d := range docs {
+		os[i] = d.Order
+	}
+	return os, nil
+}
+
+// refundDoc is a refund as stored: the record plus the unique (order, slot)
+// key that admits an order's refunds one at a time.
+type refundDoc struct {
+	order.Refund `bson:",inline"`
+	SlotKey      string `bson:"slot_key"`
+}
+
+func slotKey(orderID string, slot int) string { return orderID + "#" + strconv.Itoa(slot) }
+
+// InsertRefund writes a new refund record. It returns order.ErrDuplicate when
+// its out_refund_no or its (order, slot) is already taken; the caller tells
+// the two apart by loading the refund by its number.
+func (s *Store) InsertRefund(ctx context.Context, r order.Refund) error {
+	switch {
+	case r.ID == "" || r.OrderID == "":
+		return errors.New("insert refund: out_refund_no and order id are required")
+	case r.Slot < 1:
+		return fmt.Errorf("insert refund %s: slot %d is not positive", r.ID, r.Slot)
+	case !r.Status.Valid():
+		return fmt.Errorf("insert refund %s: unknown status %q", r.ID, r.Status)
+	}
+	r.CreatedAt, r.UpdatedAt = bsonTime(r.CreatedAt), bsonTime(r.UpdatedAt)
+	if err := s.insert(ctx, colRefunds, refundDoc{Refund: r, SlotKey: slotKey(r.OrderID, r.Slot)}); err != nil {
+		return fmt.Errorf("insert refund %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// Refund returns the refund with out_refund_no, or order.ErrNotFound.
+func (s *Store) Refund(ctx context.Context, outRefundNo string) (order.Refund, error) {
+	var d refundDoc
+	if err := s.findOne(ctx, colRefunds, bson.D{{Key: "_id", Value: outRefundNo}}, &d); err != nil {
+		return order.Refund{}, fmt.Errorf("load refund %s: %w", outRefundNo, err)
+	}
+	return d.Refund, nil
+}
+
+// Refunds returns an order's refunds in slot order.
+func (s *Store) Refunds(ctx context.Context, orderID string) ([]order.Refund, error) {
+	var docs []refundDoc
+	if err := s.findAll(ctx, colRefunds, bson.D{{Key: "order_id", Value: orderID}}, bson.D{{Key: "slot", Value: 1}}, &docs); err != nil {
+		return nil, fmt.Errorf("list refunds of order %s: %w", orderID, err)
+	}
+	rs := make([]order.Refund, len(docs))
+	for i, d := range docs {
+		rs[i] = d.Refund
+	}
+	return rs, nil
+}
+
+// PendingRefunds returns up to limit refunds still REFUNDING, oldest first.
+func (s *Store) PendingRefunds(ctx context.Context, limit int) ([]order.Refund, error) {
+	c, err := s.collection(ctx, colRefunds)
+	if err != nil {
+		return nil, fmt.Errorf("list pending refunds: %w", err)
+	}
+	cur, err := c.Find(ctx, bson.D{{Key: "status", Value: order.RefundPending}},
+		options.Find().SetSort(bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("list pending refunds: %w", err)
+	}
+	var docs []refundDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("list pending refunds: %w", err)
+	}
+	rs := make([]order.Refund, len(docs))
+	for i, d := range docs {
+		rs[i] = d.Refund
+	}
+	return rs, nil
+}
+
+// ClaimRefund decides a refund's outcome once, like Claim: it returns (d,
+// true) for the winner and the winning decision otherwise.
+func (s *Store) ClaimRefund(ctx context.Context, d order.RefundDecision) (order.RefundDecision, bool, error) {
+	if d.Key == "" || d.RefundNo == "" || !d.Status.Final() || d.DecidedAt.IsZero() {
+		return order.RefundDecision{}, false, fmt.Errorf("claim refund %q: key, number, final status and decided_at are required", d.Key)
+	}
+	d.SucceededAt, d.DecidedAt = bsonTime(d.SucceededAt), bsonTime(d.DecidedAt)
+	err := s.insert(ctx, colClaims, d)
+	if err == nil {
+		return d, true, nil
+	}
+	if !errors.Is(err, order.ErrDuplicate) {
+		return order.RefundDecision{}, false, fmt.Errorf("claim refund %s: %w", d.Key, err)
+	}
+	var won order.RefundDecision
+	if err := s.findOne(ctx, colClaims, bson.D{{Key: "_id", Value: d.Key}}, &won); err != nil {
+		return order.RefundDecision{}, false, fmt.Errorf("claim refund %s: load the existing claim: %w", d.Key, err)
+	}
+	return won, false, nil
+}
+
+// ApplyRefund writes a refund decision onto its record. Like ApplyClaim it
+// is an unconditional $set, harmless to repeat.
+func (s *Store) ApplyRefund(ctx context.Context, d order.RefundDecision) error {
+	set := bson.D{{Key: "status", Value: d.Status}, {Key: "updated_at", Value: bsonTime(d.DecidedAt)}}
+	if d.RefundID != "" {
+		set = append(set, bson.E{Key: "refund_id", Value: d.RefundID})
+	}
+	if !d.SucceededAt.IsZero() {
+		set = append(set, bson.E{Key: "succeeded_at", Value: bsonTime(d.SucceededAt)})
+	}
+	if err := s.setByID(ctx, colRefunds, d.RefundNo, set); err != nil {
+		return fmt.Errorf("apply refund decision %s: %w", d.Key, err)
+	}
+	return nil
+}
