@@ -1,0 +1,784 @@
+package deploy
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"debug/elf"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/rpc"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tencentyun/scf-go-lib/cloudfunction/messages"
+
+	"github.com/payfn/payfn/shared/order"
+	"github.com/payfn/payfn/shared/paysim"
+	"github.com/payfn/payfn/shared/store"
+	"github.com/payfn/payfn/shared/store/storetest"
+)
+
+// dist is where scripts/build writes, once per test binary (building every
+// function costs seconds; every test that runs a binary shares the result).
+var (
+	distOnce sync.Once
+	distDir  string
+	distErr  error
+	distLog  []byte
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if distDir != "" {
+		os.RemoveAll(distDir)
+	}
+	os.Exit(code)
+}
+
+// built runs the real build script for the host architecture (the binaries
+// must run here) and both platforms, and returns its output folder.
+func built(t *testing.T) string {
+	t.Helper()
+	distOnce.Do(func() {
+		distDir, distErr = os.MkdirTemp("", "payfn-dist-")
+		if distErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "run", "./scripts/build", "-platform", "aws,scf", "-arch", goruntime.GOARCH, "-out", distDir)
+		cmd.Dir = root
+		distLog, distErr = cmd.CombinedOutput()
+	})
+	if distErr != nil {
+		t.Fatalf("scripts/build: %v\n%s", distErr, distLog)
+	}
+	return distDir
+}
+
+// unzipOnly extracts the archive's single entry into dir, checks it is an
+// executable file at the archive root named want, and returns its path.
+func unzipOnly(t *testing.T, archive, want, dir string) string {
+	t.Helper()
+	zr, err := zip.OpenReader(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	if len(zr.File) != 1 || zr.File[0].Name != want {
+		var names []string
+		for _, f := range zr.File {
+			names = append(names, f.Name)
+		}
+		t.Fatalf("%s holds %v, want exactly [%s]", filepath.Base(archive), names, want)
+	}
+	return extract(t, zr.File[0], dir)
+}
+
+func extract(t *testing.T, f *zip.File, dir string) string {
+	t.Helper()
+	if f.Mode()&0o111 == 0 {
+		t.Fatalf("%s is stored without the exec bit (mode %v); the runtime could not start it", f.Name, f.Mode())
+	}
+	rc, err := f.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	path := filepath.Join(dir, f.Name)
+	out, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, f.Mode().Perm())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, rc); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// checkStatic fails unless path is a Linux ELF for machine with no dynamic
+// loader and no shared libraries: provided.al2023 and SCF start it as is.
+func checkStatic(t *testing.T, path string, machine elf.Machine) int64 {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatalf("%s is not an ELF binary: %v", path, err)
+	}
+	defer f.Close()
+	if f.Machine != machine || f.OSABI != elf.ELFOSABI_NONE && f.OSABI != elf.ELFOSABI_LINUX {
+		t.Errorf("%s: machine %v, want %v", path, f.Machine, machine)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+			t.Errorf("%s is dynamically linked (%v); build with CGO_ENABLED=0", path, p.Type)
+		}
+	}
+	if s := f.Section(".debug_info"); s != nil {
+		t.Errorf("%s carries DWARF; build with -ldflags='-s -w'", path)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+var hostMachine = map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
+
+func TestBuildScriptZipsStaticBinariesAsEachPlatformExpects(t *testing.T) {
+	dist := built(t)
+	arch := goruntime.GOARCH
+	tmp := t.TempDir()
+	var bundle []string
+	for _, fn := range functions(t) {
+		aws := unzipOnly(t, filepath.Join(dist, "aws", arch, fn.Folder+".zip"), "bootstrap", t.TempDir())
+		size := checkStatic(t, aws, hostMachine[arch])
+		scf := unzipOnly(t, filepath.Join(dist, "scf", arch, fn.Folder+".zip"), fn.Folder, tmp)
+		checkStatic(t, scf, hostMachine[arch])
+		t.Logf("%s: %.1f MiB linux/%s", fn.Folder, float64(size)/(1<<20), arch)
+		bundle = append(bundle, fn.Folder)
+	}
+	// serverless.yml deploys the bundle: every executable at its root.
+	zr, err := zip.OpenReader(filepath.Join(dist, "scf", arch, "payfn.zip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	var names []string
+	for _, f := range zr.File {
+		names = append(names, f.Name)
+		if f.Mode()&0o111 == 0 {
+			t.Errorf("payfn.zip: %s is not executable", f.Name)
+		}
+	}
+	slices.Sort(names)
+	slices.Sort(bundle)
+	if !slices.Equal(names, bundle) {
+		t.Errorf("payfn.zip holds %v, want %v", names, bundle)
+	}
+}
+
+// TestBuildScriptCrossCompilesForArm64 builds one function for arm64, the
+// architecture template.yaml deploys, and checks the binary's machine. One
+// function only: a full second architecture would double the build time.
+func TestBuildScriptCrossCompilesForArm64(t *testing.T) {
+	if goruntime.GOARCH == "arm64" {
+		// The host build already is arm64; cross-compile the other way so
+		// the test still proves cross-compilation.
+		crossBuild(t, "amd64", elf.EM_X86_64)
+		return
+	}
+	crossBuild(t, "arm64", elf.EM_AARCH64)
+}
+
+func crossBuild(t *testing.T, arch string, machine elf.Machine) {
+	out := t.TempDir()
+	cmd := exec.Command("go", "run", "./scripts/build", "-platform", "aws", "-arch", arch, "-functions", "login", "-out", out)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/build -arch %s: %v\n%s", arch, err, b)
+	}
+	bin := unzipOnly(t, filepath.Join(out, "aws", arch, "login.zip"), "bootstrap", t.TempDir())
+	size := checkStatic(t, bin, machine)
+	t.Logf("login: %.1f MiB linux/%s", float64(size)/(1<<20), arch)
+}
+
+// stack is what the function processes talk to: the embedded store (seeded)
+// and the WeChat Pay simulator on loopback.
+type stack struct {
+	sim   *paysim.Server
+	store *store.Store
+	uri   string
+	db    string
+}
+
+const (
+	testAppID  = "wx1234567890abcdef"
+	testMchID  = "1900000109"
+	testAPIv3  = "0123456789abcdef0123456789abcdef"
+	testSerial = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
+)
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	key, _ := merchant(t)
+	sim, err := paysim.New(paysim.Options{
+		MchID: testMchID, AppID: testAppID, AppSecret: "app-secret", APIv3Key: testAPIv3,
+		MerchantSerial: testSerial, MerchantPublicKey: &key.PublicKey,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	uri, db := storetest.URI(t)
+	st, err := store.New(store.Options{URI: uri, Database: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(context.Background()) })
+	if err := st.UpsertProducts(context.Background(), order.Product{ID: "latte", Title: "Latte", PriceFen: 2800, Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	return &stack{sim: sim, store: st, uri: uri, db: db}
+}
+
+// env gives values for exactly the variables the deployment artifact gives
+// the function (names), pointed at this stack, plus the two base URLs that
+// only a test or the local stack sets.
+func (s *stack) env(t *testing.T, names []string) []string {
+	t.Helper()
+	_, pemText := merchant(t)
+	k := s.sim.Keys()
+	val := map[string]string{
+		"MONGODB_URI": s.uri, "MONGODB_DATABASE": s.db,
+		"WECHAT_APPID": testAppID, "WECHAT_APPSECRET": "app-secret",
+		"PAYFN_SESSION_SECRET": strings.Repeat("s", 32), "PAYFN_SESSION_TTL": "1h", "PAYFN_ORDER_TTL": "30m",
+		"PAYFN_ADMIN_KEY": strings.Repeat("a", 32), "PAYFN_LOG_LEVEL": "debug",
+		"WECHATPAY_MCHID": testMchID, "WECHATPAY_MCH_CERT_SERIAL": testSerial, "WECHATPAY_MCH_PRIVATE_KEY": pemText,
+		"WECHATPAY_APIV3_KEY": testAPIv3, "WECHATPAY_NOTIFY_URL": "https://pay.example.com/notify/wechatpay",
+		"WECHATPAY_PUBLIC_KEY_ID": k.PublicKeyID, "WECHATPAY_PUBLIC_KEY": k.PublicKeyPEM,
+	}
+	out := []string{"WECHAT_API_BASE_URL=" + s.sim.URL(), "WECHATPAY_BASE_URL=" + s.sim.URL()}
+	for _, n := range names {
+		v, ok := val[n]
+		if !ok {
+			t.Fatalf("no test value for %s", n)
+		}
+		out = append(out, n+"="+v)
+	}
+	return out
+}
+
+// process is a started function binary; it is killed when the test ends.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	output *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// start runs bin with exactly env (nothing inherited: a cloud runtime gives
+// a function only what it was configured with).
+func start(t *testing.T, bin string, env []string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(bin), exited: make(chan struct{}), output: &lockedBuffer{}}
+	p.cmd.Env = env
+	p.cmd.Dir = filepath.Dir(bin)
+	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	go func() { p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(bin), p.output.String())
+		}
+	})
+	return p
+}
+
+// reply is an HTTP answer as either gateway carries it back.
+type reply struct {
+	Status  int
+	Headers map[string]string
+	Body    []byte
+	took    time.Duration
+}
+
+func (r reply) field(t *testing.T, key string) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("body is not a JSON object: %v\n%s", err, r.Body)
+	}
+	s, _ := m[key].(string)
+	return s
+}
+
+func (r reply) want(t *testing.T, status int, code string) reply {
+	t.Helper()
+	if r.Status != status || (code != "" && r.field(t, "code") != code) {
+		t.Fatalf("got %d %s, want %d %s", r.Status, r.Body, status, code)
+	}
+	return r
+}
+
+// request is one HTTP call to a function, before a gateway wraps it.
+type request struct {
+	path    string
+	headers map[string]string // lower-case names, as both gateways deliver them
+	body    []byte
+}
+
+func jsonRequest(path, token string, v any) request {
+	b, _ := json.Marshal(v)
+	h := map[string]string{"content-type": "application/json"}
+	if token != "" {
+		h["authorization"] = "Bearer " + token
+	}
+	return request{path: path, headers: h, body: b}
+}
+
+// notification builds a genuine, signed WeChat Pay payment notification for
+// the order, as the simulator would deliver it.
+func (s *stack) notification(t *testing.T, orderID, openid string, total int64) request {
+	t.Helper()
+	tx := paysim.Transaction{
+		AppID: testAppID, MchID: testMchID, OutTradeNo: orderID, TransactionID: "4200000000" + strconv.FormatInt(time.Now().UnixNano(), 10)[:18],
+		TradeType: "JSAPI", TradeState: "SUCCESS", TradeStateDesc: "支付成功", BankType: "OTHERS",
+		SuccessTime: time.Now().Format(time.RFC3339), Payer: &paysim.Payer{OpenID: openid},
+		Amount: &paysim.Amount{Total: total, PayerTotal: total, Currency: "CNY", PayerCurrency: "CNY"},
+	}
+	hdr, body, err := s.sim.BuildNotification(tx, paysim.NotifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := map[string]string{}
+	for k := range hdr {
+		h[strings.ToLower(k)] = hdr.Get(k)
+	}
+	return request{path: "/notify/wechatpay", headers: h, body: body}
+}
+
+func (s *stack) wantStatus(t *testing.T, orderID string, want order.Status) {
+	t.Helper()
+	o, err := s.store.Order(context.Background(), orderID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Status != want {
+		t.Fatalf("order %s is %s in the store, want %s", orderID, o.Status, want)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// AWS Lambda: a Runtime API server of our own, as provided.al2023 runs one.
+
+// runtimeAPI implements the Lambda Runtime API endpoints a function uses:
+// next, response, error and init/error.
+type runtimeAPI struct {
+	t       *testing.T
+	srv     *httptest.Server
+	queue   chan invocation
+	mu      sync.Mutex
+	pending map[string]chan result
+	seq     atomic.Int64
+	initErr chan string
+}
+
+type invocation struct {
+	id    string
+	event []byte
+	done  chan result
+}
+
+type result struct {
+	failed bool // posted to /error
+	body   []byte
+}
+
+const runtimePrefix = "/2018-06-01/runtime/"
+
+func newRuntimeAPI(t *testing.T) *runtimeAPI {
+	a := &runtimeAPI{t: t, queue: make(chan invocation), pending: map[string]chan result{}, initErr: make(chan string, 1)}
+	a.srv = httptest.NewServer(http.HandlerFunc(a.serve))
+	t.Cleanup(a.srv.Close) // registered before any process, so it runs after they are killed
+	return a
+}
+
+func (a *runtimeAPI) serve(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, runtimePrefix)
+	switch {
+	case ok && r.Method == http.MethodGet && rest == "invocation/next":
+		select {
+		case inv := <-a.queue:
+			a.mu.Lock()
+			a.pending[inv.id] = inv.done
+			a.mu.Unlock()
+			w.Header().Set("Lambda-Runtime-Aws-Request-Id", inv.id)
+			w.Header().Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(time.Now().Add(15*time.Second).UnixMilli(), 10))
+			w.Header().Set("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:ap-east-1:123456789012:function:payfn")
+			w.Header().Set("Lambda-Runtime-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0")
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(inv.event)
+		case <-r.Context().Done(): // the process was killed while polling
+		}
+	case ok && r.Method == http.MethodPost && strings.HasPrefix(rest, "invocation/"):
+		id, kind, _ := strings.Cut(strings.TrimPrefix(rest, "invocation/"), "/")
+		body, _ := io.ReadAll(r.Body)
+		a.mu.Lock()
+		done, found := a.pending[id]
+		delete(a.pending, id)
+		a.mu.Unlock()
+		if !found || (kind != "response" && kind != "error") {
+			a.t.Errorf("Runtime API: unexpected %s %s", r.Method, r.URL.Path)
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		done <- result{failed: kind == "error", body: body}
+		w.WriteHeader(http.StatusAccepted)
+	case ok && r.Method == http.MethodPost && rest == "init/error":
+		body, _ := io.ReadAll(r.Body)
+		select {
+		case a.initErr <- string(body):
+		default:
+		}
+		w.WriteHeader(http.StatusAccepted)
+	default:
+		a.t.Errorf("Runtime API: unexpected %s %s", r.Method, r.URL.Path)
+		w.WriteHeader(http.StatusNotFound)
+	}
+}
+
+// lambdaFn is one function process served by the Runtime API.
+type lambdaFn struct {
+	api  *runtimeAPI
+	proc *process
+	name string
+}
+
+// startLambda runs bin in a sandbox of its own, as Lambda does: each
+// process polls its own Runtime API.
+func startLambda(t *testing.T, s *stack, bin, name string, names []string) *lambdaFn {
+	t.Helper()
+	a := newRuntimeAPI(t)
+	env := append(s.env(t, names),
+		"AWS_LAMBDA_RUNTIME_API="+a.srv.Listener.Addr().String(),
+		"AWS_LAMBDA_FUNCTION_NAME=payfn-"+name, "AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256", "AWS_REGION=ap-east-1", "_HANDLER=bootstrap",
+		"LAMBDA_TASK_ROOT="+filepath.Dir(bin), "TZ=:UTC")
+	return &lambdaFn{api: a, proc: start(t, bin, env), name: name}
+}
+
+// invoke sends one API Gateway HTTP API (payload 2.0) event and returns the
+// function's answer, failing on an /error post, an init error or an exit.
+func (f *lambdaFn) invoke(t *testing.T, req request) reply {
+	t.Helper()
+	id := fmt.Sprintf("inv-%d", f.api.seq.Add(1))
+	body, b64 := string(req.body), false
+	if f.name == "verifyPayment" {
+		// API Gateway base64-encodes bodies it does not treat as text; the
+		// notification must survive that byte for byte.
+		body, b64 = base64.StdEncoding.EncodeToString(req.body), true
+	}
+	event, _ := json.Marshal(map[string]any{
+		"version": "2.0", "routeKey": "POST " + req.path, "rawPath": req.path, "rawQueryString": "",
+		"headers": maps.Clone(req.headers),
+		"requestContext": map[string]any{
+			"accountId": "123456789012", "apiId": "a1b2c3d4e5", "domainName": "a1b2c3d4e5.execute-api.ap-east-1.amazonaws.com",
+			"domainPrefix": "a1b2c3d4e5", "requestId": "gw-" + id, "routeKey": "POST " + req.path, "stage": "$default",
+			"time": time.Now().UTC().Format("02/Jan/2006:15:04:05 -0700"), "timeEpoch": time.Now().UnixMilli(),
+			"http": map[string]any{"method": "POST", "path": req.path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "MicroMessenger"},
+		},
+		"body": body, "isBase64Encoded": b64,
+	})
+	inv := invocation{id: id, event: event, done: make(chan result, 1)}
+	begin := time.Now()
+	select {
+	case f.api.queue <- inv:
+	case <-f.proc.exited:
+		t.Fatalf("%s exited before taking an invocation", f.name)
+	case msg := <-f.api.initErr:
+		t.Fatalf("%s reported an init error: %s", f.name, msg)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s never polled the Runtime API", f.name)
+	}
+	var res result
+	select {
+	case res = <-inv.done:
+	case <-f.proc.exited:
+		t.Fatalf("%s exited during invocation %s", f.name, id)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not answer invocation %s", f.name, id)
+	}
+	if res.failed {
+		t.Fatalf("%s posted an invocation error: %s", f.name, res.body)
+	}
+	var out struct {
+		StatusCode      int               `json:"statusCode"`
+		Headers         map[string]string `json:"headers"`
+		Body            string            `json:"body"`
+		IsBase64Encoded bool              `json:"isBase64Encoded"`
+	}
+	if err := json.Unmarshal(res.body, &out); err != nil {
+		t.Fatalf("%s: response is not an HTTP API response: %v\n%s", f.name, err, res.body)
+	}
+	rb := []byte(out.Body)
+	if out.IsBase64Encoded {
+		var err error
+		if rb, err = base64.StdEncoding.DecodeString(out.Body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return reply{Status: out.StatusCode, Headers: out.Headers, Body: rb, took: time.Since(begin)}
+}
+
+// templateVars returns the variable names template.yaml gives the function
+// deployed from functions/<folder>.
+func templateVars(t *testing.T, folder string) []string {
+	t.Helper()
+	fn, ok := samFunctions(t, loadTemplate(t))[folder]
+	if !ok || fn.Environment == nil {
+		t.Fatalf("template.yaml has no function with environment for functions/%s", folder)
+	}
+	return slices.Sorted(maps.Keys(fn.Environment.Variables))
+}
+
+// TestLambdaBinariesServeTheFlowThroughTheRuntimeAPI starts the real
+// bootstrap binaries from the AWS zips, configured with exactly the variables
+// template.yaml gives each, and drives a purchase through the Lambda Runtime
+// API: login, createOrder (twice on one warm process, then a bad request),
+// pay against the simulator, and verifyPayment with a genuine notification
+// whose body arrives base64-encoded, after which the order is PAID in the
+// store; a duplicate notification is acknowledged by the same warm process.
+func TestLambdaBinariesServeTheFlowThroughTheRuntimeAPI(t *testing.T) {
+	t.Parallel()
+	dist := built(t)
+	s := newStack(t)
+	bin := func(folder string) string {
+		return unzipOnly(t, filepath.Join(dist, "aws", goruntime.GOARCH, folder+".zip"), "bootstrap", t.TempDir())
+	}
+	login := startLambda(t, s, bin("login"), "login", templateVars(t, "login"))
+	create := startLambda(t, s, bin("createorder"), "createOrder", templateVars(t, "createorder"))
+	pay := startLambda(t, s, bin("pay"), "pay", templateVars(t, "pay"))
+	verify := startLambda(t, s, bin("verifypayment"), "verifyPayment", templateVars(t, "verifypayment"))
+
+	r := login.invoke(t, jsonRequest("/login", "", map[string]string{"code": s.sim.NewLoginCode("o-aws-buyer")})).want(t, 200, "")
+	token := r.field(t, "token")
+	t.Logf("login cold invoke: %s", r.took.Round(time.Millisecond))
+
+	order1 := jsonRequest("/createOrder", token, map[string]any{"product_id": "latte", "quantity": 2, "request_id": "aws-req-1"})
+	r = create.invoke(t, order1).want(t, 201, "")
+	orderID := r.field(t, "order_id")
+	t.Logf("createOrder cold invoke (store connect): %s", r.took.Round(time.Millisecond))
+	// Warm: the same process answers the replay from the store.
+	r = create.invoke(t, order1).want(t, 200, "")
+	if r.field(t, "order_id") != orderID {
+		t.Fatalf("replayed request_id gave order %s, want %s", r.field(t, "order_id"), orderID)
+	}
+	t.Logf("createOrder warm invoke: %s", r.took.Round(time.Millisecond))
+	create.invoke(t, jsonRequest("/createOrder", token, map[string]any{"product_id": "latte", "quantity": 1, "request_id": "aws-req-2", "total_fen": 1})).want(t, 400, "UNKNOWN_FIELD")
+	create.invoke(t, jsonRequest("/createOrder", "", map[string]any{"product_id": "latte", "quantity": 1, "request_id": "aws-req-3"})).want(t, 401, "UNAUTHENTICATED")
+
+	r = pay.invoke(t, jsonRequest("/pay", token, map[string]string{"order_id": orderID})).want(t, 200, "")
+	if !strings.Contains(string(r.Body), `"package":"prepay_id=`) {
+		t.Fatalf("pay did not return wx.requestPayment parameters: %s", r.Body)
+	}
+
+	note := s.notification(t, orderID, "o-aws-buyer", 5600)
+	r = verify.invoke(t, note).want(t, 200, "")
+	t.Logf("verifyPayment cold invoke: %s", r.took.Round(time.Millisecond))
+	s.wantStatus(t, orderID, order.StatusPaid)
+	r = verify.invoke(t, note).want(t, 200, "") // WeChat Pay retries: still acknowledged, once
+	t.Logf("verifyPayment warm invoke: %s", r.took.Round(time.Millisecond))
+	s.wantStatus(t, orderID, order.StatusPaid)
+
+	forged := s.notification(t, orderID, "o-aws-buyer", 5600)
+	forged.headers["wechatpay-signature"] = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 256))
+	verify.invoke(t, forged).want(t, 401, "INVALID_NOTIFICATION")
+}
+
+// ---------------------------------------------------------------------------
+// Tencent SCF: scf-go-lib's net/rpc Function.Invoke on _LAMBDA_SERVER_PORT.
+
+type scfFn struct {
+	client *rpc.Client
+	proc   *process
+	name   string
+	seq    int
+}
+
+// startSCF starts bin as SCF does, retrying on a port taken between finding
+// it free and the child binding it.
+func startSCF(t *testing.T, s *stack, bin, name string, names []string) *scfFn {
+	t.Helper()
+	for attempt := 0; attempt < 3; attempt++ {
+		port := freePort(t)
+		env := append(s.env(t, names), "_LAMBDA_SERVER_PORT="+port, "TENCENTCLOUD_RUNENV=SCF",
+			"SCF_FUNCTIONNAME=payfn-prod-"+name, "SCF_FUNCTIONVERSION=$LATEST", "TENCENTCLOUD_REGION=ap-guangzhou")
+		p := start(t, bin, env)
+		deadline := time.Now().Add(15 * time.Second)
+		for time.Now().Before(deadline) {
+			if c, err := rpc.Dial("tcp", "localhost:"+port); err == nil {
+				t.Cleanup(func() { c.Close() })
+				return &scfFn{client: c, proc: p, name: name}
+			}
+			select {
+			case <-p.exited:
+				deadline = time.Time{}
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
+	t.Fatalf("%s never accepted net/rpc connections", name)
+	return nil
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+// invoke sends one API gateway trigger event through Function.Invoke.
+func (f *scfFn) invoke(t *testing.T, req request, b64 bool) reply {
+	t.Helper()
+	f.seq++
+	body := string(req.body)
+	if b64 {
+		body = base64.StdEncoding.EncodeToString(req.body)
+	}
+	headers := maps.Clone(req.headers)
+	headers["host"] = "service-f94sy04v-1250000000.gz.apigw.tencentcs.com"
+	event, _ := json.Marshal(map[string]any{
+		"requestContext": map[string]any{"serviceId": "service-f94sy04v", "path": req.path, "httpMethod": "POST",
+			"requestId": fmt.Sprintf("apigw-%s-%d", f.name, f.seq), "identity": map[string]any{}, "sourceIp": "203.0.113.7", "stage": "release"},
+		"headers": headers, "body": body, "path": req.path, "httpMethod": "POST",
+		"queryString": map[string]any{}, "queryStringParameters": map[string]any{}, "pathParameters": map[string]any{},
+		"headerParameters": map[string]any{}, "stageVariables": map[string]any{"stage": "release"},
+		"isBase64Encoded": b64,
+	})
+	begin := time.Now()
+	var resp messages.InvokeResponse
+	call := f.client.Go("Function.Invoke", &messages.InvokeRequest{
+		Payload: event, RequestId: fmt.Sprintf("scf-%s-%d", f.name, f.seq),
+		Deadline: messages.InvokeRequest_Timestamp{Seconds: time.Now().Add(15 * time.Second).Unix()},
+	}, &resp, nil)
+	select {
+	case <-call.Done:
+	case <-f.proc.exited:
+		t.Fatalf("%s exited during an invocation", f.name)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not answer", f.name)
+	}
+	if call.Error != nil || resp.Error != nil {
+		t.Fatalf("%s: Function.Invoke: %v, function error %+v", f.name, call.Error, resp.Error)
+	}
+	var out struct {
+		IsBase64Encoded bool              `json:"isBase64Encoded"`
+		StatusCode      int               `json:"statusCode"`
+		Headers         map[string]string `json:"headers"`
+		Body            string            `json:"body"`
+	}
+	if err := json.Unmarshal(resp.Payload, &out); err != nil {
+		t.Fatalf("%s: not an integration response: %v\n%s", f.name, err, resp.Payload)
+	}
+	rb := []byte(out.Body)
+	if out.IsBase64Encoded {
+		var err error
+		if rb, err = base64.StdEncoding.DecodeString(out.Body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return reply{Status: out.StatusCode, Headers: out.Headers, Body: rb, took: time.Since(begin)}
+}
+
+// slsVars returns the variable names serverless.yml gives functions/<folder>.
+func slsVars(t *testing.T, folder string) []string {
+	t.Helper()
+	fn, ok := loadServerless(t).Functions[folder]
+	if !ok || fn.Environment == nil {
+		t.Fatalf("serverless.yml has no function with environment for functions/%s", folder)
+	}
+	return slices.Sorted(maps.Keys(fn.Environment.Variables))
+}
+
+// TestSCFBinariesServeTheFlowThroughNetRPC starts the executables from the
+// package serverless.yml deploys (payfn.zip), named by their handler and
+// configured with exactly the variables serverless.yml gives each, and drives
+// login, createOrder (warm replay and a bad request on the same process) and
+// verifyPayment with a genuine notification whose body the gateway
+// base64-encoded; the order ends PAID in the store.
+func TestSCFBinariesServeTheFlowThroughNetRPC(t *testing.T) {
+	t.Parallel()
+	dist := built(t)
+	s := newStack(t)
+	dir := t.TempDir()
+	zr, err := zip.OpenReader(filepath.Join(dist, "scf", goruntime.GOARCH, "payfn.zip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	bins := map[string]string{}
+	for _, f := range zr.File {
+		bins[f.Name] = extract(t, f, dir)
+	}
+	sls := loadServerless(t)
+	handler := func(folder string) string {
+		b, ok := bins[sls.Functions[folder].Handler]
+		if !ok {
+			t.Fatalf("payfn.zip has no executable %q, the handler of %s", sls.Functions[folder].Handler, folder)
+		}
+		return b
+	}
+	login := startSCF(t, s, handler("login"), "login", slsVars(t, "login"))
+	create := startSCF(t, s, handler("createorder"), "createOrder", slsVars(t, "createorder"))
+	verify := startSCF(t, s, handler("verifypayment"), "verifyPayment", slsVars(t, "verifypayment"))
+
+	r := login.invoke(t, jsonRequest("/login", "", map[string]string{"code": s.sim.NewLoginCode("o-scf-buyer")}), false).want(t, 200, "")
+	token := r.field(t, "token")
+	t.Logf("SCF login cold invoke: %s", r.took.Round(time.Millisecond))
+	login.invoke(t, jsonRequest("/login", "", map[string]string{"code": ""}), false).want(t, 400, "INVALID_LOGIN_CODE")
+
+	order1 := jsonRequest("/createOrder", token, map[string]any{"product_id": "latte", "quantity": 1, "request_id": "scf-req-1"})
+	r = create.invoke(t, order1, false).want(t, 201, "")
+	orderID := r.field(t, "order_id")
+	t.Logf("SCF createOrder cold invoke (store connect): %s", r.took.Round(time.Millisecond))
+	r = create.invoke(t, order1, false).want(t, 200, "")
+	if r.field(t, "order_id") != orderID {
+		t.Fatalf("replay gave order %s, want %s", r.field(t, "order_id"), orderID)
+	}
+	t.Logf("SCF createOrder warm invoke: %s", r.took.Round(time.Millisecond))
+	create.invoke(t, jsonRequest("/createOrder", token, map[string]any{"product_id": "latte", "quantity": 1, "request_id": "scf-req-2", "status": "PAID"}), false).want(t, 400, "UNKNOWN_FIELD")
+
+	note := s.notification(t, orderID, "o-scf-buyer", 2800)
+	verify.invoke(t, note, true).want(t, 200, "")
+	s.wantStatus(t, orderID, order.StatusPaid)
+	verify.invoke(t, note, true).want(t, 200, "")
+	s.wantStatus(t, orderID, order.StatusPaid)
+}

@@ -1,0 +1,232 @@
+package deploy
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/payfn/payfn/shared/setup"
+)
+
+// root is the repository root, seen from this package's folder.
+const root = "../.."
+
+// function is one deployable function as the code defines it.
+type function struct {
+	Folder   string         // functions/<Folder>
+	Name     setup.Function // as shared/setup names it
+	Path     string         // POST route of an HTTP function
+	Schedule string         // how often a scheduled job runs ("5m", "1h")
+}
+
+// functions lists every folder under functions/ that holds a main.go and
+// pairs it with its entry in setup.Functions (the folder is the name in
+// lower case). The list drives every artifact check, so a new function is
+// covered as soon as its folder exists.
+func functions(t *testing.T) []function {
+	t.Helper()
+	des, err := os.ReadDir(filepath.Join(root, "functions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []function
+	for _, d := range des {
+		if !d.IsDir() {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(root, "functions", d.Name(), "main.go")); err != nil {
+			continue
+		}
+		f := function{Folder: d.Name()}
+		for _, s := range setup.Functions {
+			if strings.ToLower(string(s.Name)) == d.Name() {
+				f.Name, f.Path, f.Schedule = s.Name, s.Path, s.Schedule
+			}
+		}
+		if f.Name == "" {
+			t.Fatalf("functions/%s has no entry in setup.Functions (its folder must be its name in lower case)", d.Name())
+		}
+		if (f.Path == "") == (f.Schedule == "") {
+			t.Fatalf("setup.Functions entry %s must have exactly one of Path and Schedule", f.Name)
+		}
+		out = append(out, f)
+	}
+	if len(out) < 5 {
+		t.Fatalf("found %d functions, want at least 5", len(out))
+	}
+	return out
+}
+
+// configVars reads shared/config/config.go for the variables it reads and
+// the ones its comments mark "(secret", so the artifact checks follow the
+// configuration's own declarations rather than a copy of them.
+func configVars(t *testing.T) (all, secret map[string]bool) {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(root, "shared", "config", "config.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, secret = map[string]bool{}, map[string]bool{}
+	for _, m := range regexp.MustCompile(`\(\s*"((?:MONGODB|WECHAT|WECHATPAY|PAYFN)_[A-Z0-9_]+)"`).FindAllSubmatch(src, -1) {
+		all[string(m[1])] = true
+	}
+	for _, m := range regexp.MustCompile(`//\s*([A-Z][A-Z0-9_]+)\b[^\n]*\(secret`).FindAllSubmatch(src, -1) {
+		secret[string(m[1])] = true
+	}
+	// A sanity floor: if the comment style changed, fail rather than check
+	// nothing.
+	for _, v := range []string{"MONGODB_URI", "WECHAT_APPSECRET", "PAYFN_SESSION_SECRET", "WECHATPAY_MCH_PRIVATE_KEY", "WECHATPAY_APIV3_KEY"} {
+		if !secret[v] || !all[v] {
+			t.Fatalf("shared/config/config.go no longer declares %s as a secret it reads; update configVars", v)
+		}
+	}
+	return all, secret
+}
+
+var (
+	keyOnce     sync.Once
+	merchantKey *rsa.PrivateKey
+	merchantPEM string
+)
+
+// merchant returns an RSA merchant key made once per test binary (RSA-2048
+// generation is slow) and its PKCS#8 PEM.
+func merchant(t *testing.T) (*rsa.PrivateKey, string) {
+	t.Helper()
+	keyOnce.Do(func() {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			panic(err)
+		}
+		merchantKey, merchantPEM = k, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	})
+	return merchantKey, merchantPEM
+}
+
+// plausible gives a valid value for a configuration variable, for checking
+// that a set of variable names is enough for a function to start. Public-key
+// mode is off (both public-key variables empty), as the template's defaults.
+func plausible(t *testing.T, name string) string {
+	_, pemText := merchant(t)
+	switch name {
+	case "MONGODB_URI":
+		return "mongodb://127.0.0.1:27017/"
+	case "MONGODB_DATABASE":
+		return "payfn"
+	case "WECHAT_APPID":
+		return "wx1234567890abcdef"
+	case "WECHAT_APPSECRET":
+		return "app-secret"
+	case "PAYFN_SESSION_SECRET", "PAYFN_ADMIN_KEY":
+		return strings.Repeat("k", 32)
+	case "PAYFN_SESSION_TTL":
+		return "2h"
+	case "PAYFN_ORDER_TTL":
+		return "30m"
+	case "PAYFN_LOG_LEVEL":
+		return "info"
+	case "WECHATPAY_MCHID":
+		return "1900000109"
+	case "WECHATPAY_MCH_CERT_SERIAL":
+		return "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
+	case "WECHATPAY_MCH_PRIVATE_KEY":
+		return pemText
+	case "WECHATPAY_APIV3_KEY":
+		return strings.Repeat("a", 32)
+	case "WECHATPAY_NOTIFY_URL":
+		return "https://pay.example.com/notify/wechatpay"
+	case "WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_PUBLIC_KEY":
+		return ""
+	}
+	t.Fatalf("plausible: no test value for %s; add one", name)
+	return ""
+}
+
+// starts builds fn from exactly the named variables (with plausible values)
+// the way its main does, and returns the error that would stop its cold start.
+func starts(t *testing.T, fn function, names []string) error {
+	t.Helper()
+	env := map[string]string{}
+	for _, n := range names {
+		env[n] = plausible(t, n)
+	}
+	getenv := func(k string) string { return env[k] }
+	logger := slog.New(slog.DiscardHandler)
+	if fn.Path != "" {
+		_, err := setup.Handler(fn.Name, getenv, logger)
+		return err
+	}
+	_, err := setup.JobFor(fn.Name, getenv, logger)
+	return err
+}
+
+// checkEnvironment proves a function's variable set is right: every name is
+// one the configuration reads, the set is enough to start the function, and
+// every secret in it is needed (removing it stops the cold start), so no
+// function holds a secret it does not use.
+func checkEnvironment(t *testing.T, where string, fn function, names []string) {
+	t.Helper()
+	all, secret := configVars(t)
+	for _, n := range names {
+		if !all[n] {
+			t.Errorf("%s: %s sets %s, which shared/config does not read", where, fn.Name, n)
+		}
+	}
+	if err := starts(t, fn, names); err != nil {
+		t.Errorf("%s: %s cannot start with its variables %v: %v", where, fn.Name, names, err)
+		return
+	}
+	for _, n := range names {
+		if !secret[n] {
+			continue
+		}
+		rest := slices.DeleteFunc(slices.Clone(names), func(s string) bool { return s == n })
+		if err := starts(t, fn, rest); err == nil {
+			t.Errorf("%s: %s gets secret %s but starts without it; give it only the secrets it uses", where, fn.Name, n)
+		}
+	}
+}
+
+// cronFor turns a setup schedule ("5m", "1h") into what each platform wants.
+func scheduleFor(t *testing.T, every string) (awsRate, scfCron string) {
+	t.Helper()
+	var n int
+	var unit string
+	if _, err := fmt.Sscanf(every, "%d%s", &n, &unit); err != nil || n <= 0 {
+		t.Fatalf("schedule %q is not <n>m or <n>h", every)
+	}
+	plural := func(s string) string {
+		if n == 1 {
+			return s
+		}
+		return s + "s"
+	}
+	switch unit {
+	case "m":
+		if n == 1 {
+			return "rate(1 minute)", "* * * * *"
+		}
+		return fmt.Sprintf("rate(%d %s)", n, plural("minute")), fmt.Sprintf("*/%d * * * *", n)
+	case "h":
+		if n == 1 {
+			return "rate(1 hour)", "0 * * * *"
+		}
+		return fmt.Sprintf("rate(%d %s)", n, plural("hour")), fmt.Sprintf("0 */%d * * *", n)
+	}
+	t.Fatalf("schedule %q: unit must be m or h", every)
+	return "", ""
+}

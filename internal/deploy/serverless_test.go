@@ -1,0 +1,194 @@
+package deploy
+
+import (
+	"bytes"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The structs below are the serverless.yml keys the serverless-tencent-scf
+// plugin reads (provider/tencentProvider.js: getFunctionResource and the
+// get*Event helpers). Decoding with KnownFields makes any other key an error:
+// the plugin would silently ignore it, so a typo would deploy something else.
+type slsFile struct {
+	Service   string                 `yaml:"service"`
+	Provider  slsProvider            `yaml:"provider"`
+	Plugins   []string               `yaml:"plugins"`
+	Package   slsPackage             `yaml:"package"`
+	Functions map[string]slsFunction `yaml:"functions"`
+}
+
+type slsProvider struct {
+	Name        string  `yaml:"name"`
+	Runtime     string  `yaml:"runtime"`
+	Region      string  `yaml:"region"`
+	Stage       string  `yaml:"stage"`
+	Credentials string  `yaml:"credentials"`
+	MemorySize  int     `yaml:"memorySize"`
+	Timeout     int     `yaml:"timeout"`
+	Role        string  `yaml:"role"`
+	CosBucket   string  `yaml:"cosBucket"`
+	Environment *slsEnv `yaml:"environment"`
+}
+
+type slsPackage struct {
+	Artifact string   `yaml:"artifact"`
+	Include  []string `yaml:"include"`
+	Exclude  []string `yaml:"exclude"`
+}
+
+type slsEnv struct {
+	Variables map[string]string `yaml:"variables"`
+}
+
+type slsFunction struct {
+	Handler     string     `yaml:"handler"`
+	Description string     `yaml:"description"`
+	Runtime     string     `yaml:"runtime"`
+	MemorySize  int        `yaml:"memorySize"`
+	Timeout     int        `yaml:"timeout"`
+	Role        string     `yaml:"role"`
+	Environment *slsEnv    `yaml:"environment"`
+	Events      []slsEvent `yaml:"events"`
+}
+
+type slsEvent struct {
+	Apigw *struct {
+		Name       string `yaml:"name"`
+		Parameters struct {
+			StageName          string `yaml:"stageName"`
+			ServiceID          string `yaml:"serviceId"`
+			HTTPMethod         string `yaml:"httpMethod"`
+			IntegratedResponse bool   `yaml:"integratedResponse"`
+			Enable             bool   `yaml:"enable"`
+		} `yaml:"parameters"`
+	} `yaml:"apigw"`
+	Timer *struct {
+		Name       string `yaml:"name"`
+		Parameters struct {
+			CronExpression string `yaml:"cronExpression"`
+			Enable         bool   `yaml:"enable"`
+		} `yaml:"parameters"`
+	} `yaml:"timer"`
+}
+
+func parseServerless(data []byte) (slsFile, error) {
+	var f slsFile
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(&f)
+	return f, err
+}
+
+func loadServerless(t *testing.T) slsFile {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, "serverless.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := parseServerless(data)
+	if err != nil {
+		t.Fatalf("serverless.yml: %v", err)
+	}
+	return f
+}
+
+func TestServerlessYAMLStrictParseRejectsUnknownKeys(t *testing.T) {
+	loadServerless(t) // the real file parses strictly
+	// And the strict parse can fail: a misspelled key the plugin would ignore.
+	bad := []byte("service: payfn\nprovider:\n  name: tencent\n  runtime: Go1\nfunctions:\n  login:\n    handler: login\n    enviroment:\n      variables: {}\n")
+	if _, err := parseServerless(bad); err == nil || !strings.Contains(err.Error(), "enviroment") {
+		t.Errorf("misspelled key: err = %v, want an error naming it", err)
+	}
+}
+
+func TestServerlessYAMLTargetsSCFGo1WithTheBuiltPackage(t *testing.T) {
+	f := loadServerless(t)
+	if f.Provider.Name != "tencent" || f.Provider.Runtime != "Go1" || !slices.Equal(f.Plugins, []string{"serverless-tencent-scf"}) {
+		t.Errorf("provider %s runtime %s plugins %v; want tencent, Go1, [serverless-tencent-scf]", f.Provider.Name, f.Provider.Runtime, f.Plugins)
+	}
+	// The plugin copies function variables into the provider's map in place,
+	// so a provider-level environment would leak one function's secrets into
+	// the next.
+	if f.Provider.Environment != nil {
+		t.Error("provider.environment must stay empty; set variables per function")
+	}
+	if f.Provider.Timeout <= 8 {
+		t.Errorf("provider.timeout %d must exceed WECHATPAY_TIMEOUT's default 8s", f.Provider.Timeout)
+	}
+	if f.Package.Artifact != "dist/scf/amd64/payfn.zip" {
+		t.Errorf("package.artifact = %q, want the bundle scripts/build writes, dist/scf/amd64/payfn.zip", f.Package.Artifact)
+	}
+}
+
+// envRef matches a value taken from the deploying environment, with an
+// optional quoted default: ${env:NAME} or ${env:NAME, 'x'}.
+var envRef = regexp.MustCompile(`^\$\{env:([A-Z0-9_]+)(?:, '([^']*)')?\}$`)
+
+func TestEverySCFFunctionMatchesItsFolderTriggerAndVariables(t *testing.T) {
+	f := loadServerless(t)
+	_, secret := configVars(t)
+	want := map[string]bool{}
+	for _, fn := range functions(t) {
+		want[fn.Folder] = true
+		sf, ok := f.Functions[fn.Folder]
+		if !ok {
+			t.Errorf("functions/%s has no function in serverless.yml (key = folder name)", fn.Folder)
+			continue
+		}
+		if sf.Handler != fn.Folder {
+			t.Errorf("%s: handler %q, want %q (the executable's name in the package)", fn.Folder, sf.Handler, fn.Folder)
+		}
+		if sf.Runtime != "" && sf.Runtime != "Go1" {
+			t.Errorf("%s: runtime %q, want Go1", fn.Folder, sf.Runtime)
+		}
+		if len(sf.Events) != 1 {
+			t.Errorf("%s: %d events, want one trigger", fn.Folder, len(sf.Events))
+		} else if ev := sf.Events[0]; fn.Path != "" {
+			a := ev.Apigw
+			if a == nil || ev.Timer != nil {
+				t.Errorf("%s: want one apigw trigger", fn.Folder)
+			} else if p := a.Parameters; p.HTTPMethod != "POST" || !p.IntegratedResponse || !p.Enable || p.StageName != "release" {
+				// shared/runtime/tencentscf answers with an integration
+				// response; without integratedResponse the gateway would send
+				// that JSON envelope to the client as the body.
+				t.Errorf("%s: apigw %+v; want POST, integratedResponse, enabled, stage release", fn.Folder, p)
+			}
+		} else {
+			_, cron := scheduleFor(t, fn.Schedule)
+			if ev.Timer == nil || ev.Apigw != nil {
+				t.Errorf("%s: want one timer trigger", fn.Folder)
+			} else if ev.Timer.Parameters.CronExpression != cron || !ev.Timer.Parameters.Enable {
+				t.Errorf("%s: timer %+v, want %q enabled (setup.Functions says every %s)", fn.Folder, ev.Timer.Parameters, cron, fn.Schedule)
+			}
+		}
+		if sf.Environment == nil {
+			t.Errorf("%s: no environment", fn.Folder)
+			continue
+		}
+		vars := sf.Environment.Variables
+		checkEnvironment(t, "serverless.yml", fn, slices.Sorted(maps.Keys(vars)))
+		for name, v := range vars {
+			m := envRef.FindStringSubmatch(v)
+			if m == nil || m[1] != name {
+				t.Errorf("%s: %s = %q, want ${env:%s} (settings come from the deploying environment)", fn.Folder, name, v, name)
+				continue
+			}
+			if secret[name] && m[2] != "" {
+				t.Errorf("%s: secret %s has a default in the file", fn.Folder, name)
+			}
+		}
+	}
+	for name := range f.Functions {
+		if !want[name] {
+			t.Errorf("serverless.yml deploys %s, which is no functions/ folder", name)
+		}
+	}
+}
