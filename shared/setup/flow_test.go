@@ -1,5 +1,9 @@
 package setup_test
 
+// The purchase flow end to end. The hostile-notification matrix is in
+// hostile_test.go, the races in race_test.go, store faults and outages in
+// faults_test.go, client attacks in client_test.go.
+
 import (
 	"context"
 	"crypto"
@@ -8,7 +12,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -107,72 +110,6 @@ func TestDuplicateNotificationsPayTheOrderOnce(t *testing.T) {
 	}
 }
 
-func TestForgedNotificationsChangeNothing(t *testing.T) {
-	h := newHarness(t)
-	token := h.login("o-buyer")
-	id := h.createOrder(token, "latte", 1)
-	h.pay(token, id)
-	cases := map[string]paysim.NotifyOptions{
-		"signed by another key": {SignWith: otherKey},
-		"stale timestamp":       {TimestampShift: -301 * time.Second},
-		"future timestamp":      {TimestampShift: 301 * time.Second},
-		"unknown serial":        {Serial: "PUB_KEY_ID_0000000000000000000000000000000099"},
-		"body changed after signing": {TamperBody: func(b []byte) []byte {
-			return []byte(strings.Replace(string(b), "TRANSACTION.SUCCESS", "TRANSACTION.SUCCESS ", 1))
-		}},
-		"wrong APIv3 key":  {APIv3Key: "ffffffffffffffffffffffffffffffff"},
-		"11-byte nonce":    {Nonce: "abcdefghijk"},
-		"missing resource": {OmitResource: true},
-		"signature probe":  {SignatureProbe: true},
-	}
-	for name, opts := range cases {
-		t.Run(name, func(t *testing.T) {
-			status, body := h.notify(h.paidTx(id, "o-buyer", 2800), opts)
-			if status != 401 || !strings.Contains(string(body), "INVALID_NOTIFICATION") {
-				t.Fatalf("answered %d %s, want 401 INVALID_NOTIFICATION", status, body)
-			}
-		})
-	}
-	if o := h.order(id); o.Status != order.StatusNotPay || o.TransactionID != "" {
-		t.Fatalf("order changed: %+v", o)
-	}
-	if l := h.ledger(id); len(l) != 0 {
-		t.Fatalf("ledger has %d rows", len(l))
-	}
-}
-
-func TestVerifiedNotificationNotOursChangesNothing(t *testing.T) {
-	h := newHarness(t)
-	token := h.login("o-buyer")
-	id := h.createOrder(token, "latte", 1)
-	for name, c := range map[string]struct {
-		edit   func(*paysim.Transaction)
-		status int
-		code   string
-	}{
-		"other appid":    {func(tx *paysim.Transaction) { tx.AppID = "wx0000000000000000" }, 400, "NOTIFICATION_MISMATCH"},
-		"other mchid":    {func(tx *paysim.Transaction) { tx.MchID = "1900000999" }, 400, "NOTIFICATION_MISMATCH"},
-		"other currency": {func(tx *paysim.Transaction) { tx.Amount.Currency = "USD" }, 400, "NOTIFICATION_MISMATCH"},
-		"unknown order":  {func(tx *paysim.Transaction) { tx.OutTradeNo = "PF20260101000000UNKNOWN00000" }, 404, "ORDER_NOT_FOUND"},
-		"not a success":  {func(tx *paysim.Transaction) { tx.TradeState = "NOTPAY" }, 200, "SUCCESS"},
-	} {
-		t.Run(name, func(t *testing.T) {
-			tx := h.paidTx(id, "o-buyer", 2800)
-			c.edit(&tx)
-			status, body := h.notify(tx, paysim.NotifyOptions{})
-			if status != c.status || !strings.Contains(string(body), c.code) {
-				t.Fatalf("answered %d %s, want %d %s", status, body, c.status, c.code)
-			}
-		})
-	}
-	if o := h.order(id); o.Status != order.StatusNotPay {
-		t.Fatalf("order changed: %+v", o)
-	}
-	if l := h.ledger(id); len(l) != 0 {
-		t.Fatalf("ledger has %d rows", len(l))
-	}
-}
-
 func TestWrongPaidAmountIsRecordedAsExceptionAndAcknowledged(t *testing.T) {
 	h := newHarness(t)
 	token := h.login("o-buyer")
@@ -239,49 +176,6 @@ func TestRepeatedPayReusesThePrepayID(t *testing.T) {
 	}
 	if p1["nonceStr"] == p2["nonceStr"] {
 		t.Fatal("payment params were not freshly signed")
-	}
-}
-
-func TestConcurrentNotificationsAndQueriesDecideOnce(t *testing.T) {
-	h := newHarness(t)
-	token := h.login("o-buyer")
-	id := h.createOrder(token, "latte", 1)
-	prepayID, _ := h.pay(token, id)
-	paid, err := h.sim.Pay(context.Background(), prepayID, paysim.PayOptions{NoNotify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx := h.paidTx(id, "o-buyer", 2800)
-	tx.TransactionID = paid.TransactionID
-	var wg sync.WaitGroup
-	statuses := make(chan int, 60)
-	for i := 0; i < 30; i++ {
-		wg.Add(2)
-		go func() { defer wg.Done(); s, _ := h.notify(tx, paysim.NotifyOptions{}); statuses <- s }()
-		go func() { defer wg.Done(); statuses <- h.query(token, id).status }()
-	}
-	wg.Wait()
-	close(statuses)
-	for s := range statuses {
-		if s != 200 {
-			t.Errorf("an answer was %d", s)
-		}
-	}
-	claims, _ := h.stack.Store.Claims(context.Background(), id)
-	if l := h.ledger(id); len(l) != 1 || len(claims) != 1 || h.order(id).Status != order.StatusPaid {
-		t.Fatalf("ledger %d, claims %d, status %s", len(l), len(claims), h.order(id).Status)
-	}
-}
-
-func TestOversizedOrNonJSONNotificationChangesNothing(t *testing.T) {
-	h := newHarness(t)
-	token := h.login("o-buyer")
-	id := h.createOrder(token, "latte", 1)
-	h.post("/notify/wechatpay", "", `{"id":"`+strings.Repeat("x", 70<<10)+`"}`).want(t, 413, "BODY_TOO_LARGE")
-	h.post("/notify/wechatpay", "", `not json at all`).want(t, 401, "INVALID_NOTIFICATION")
-	h.post("/notify/wechatpay", "", ``).want(t, 401, "INVALID_NOTIFICATION")
-	if o := h.order(id); o.Status != order.StatusNotPay || len(h.ledger(id)) != 0 {
-		t.Fatalf("order changed: %+v", o)
 	}
 }
 
