@@ -15,6 +15,10 @@ func (s *Server) controlRoutes(m *http.ServeMux) {
 	m.HandleFunc("GET /sim/trades/{no}", s.handleSimTrade)
 	m.HandleFunc("GET /sim/prepays/{id}", s.handleSimPrepay)
 	m.HandleFunc("POST /sim/faults", s.handleSimFaults)
+	// Disagreements between WeChat Pay and the merchant, for reconcile to find.
+	m.HandleFunc("POST /sim/trades/{no}/close", s.handleSimCloseTrade)
+	m.HandleFunc("POST /sim/refund-behaviour", s.handleSimRefundBehaviour)
+	m.HandleFunc("POST /sim/refunds/{no}/settle", s.handleSimSettleRefund)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -141,6 +145,76 @@ func (s *Server) handleSimFaults(w http.ResponseWriter, r *http.Request) {
 	})
 	if req.FailNext != nil {
 		s.FailNext(req.FailNext.Count, req.FailNext.Status, req.FailNext.Code)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// POST /sim/trades/{no}/close closes an unpaid trade without telling the
+// merchant. Answers 204; 404 for an unknown trade, 409 for one not NOTPAY.
+func (s *Server) handleSimCloseTrade(w http.ResponseWriter, r *http.Request) {
+	err := s.CloseSilently(r.Context(), r.PathValue("no"))
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, ErrUnknownPrepay):
+		writeSimError(w, http.StatusNotFound, CodeOrderNotExist, err.Error())
+	default:
+		writeSimError(w, http.StatusConflict, "TRADE_STATE_ERROR", err.Error())
+	}
+}
+
+// POST /sim/refund-behaviour decides how later refunds settle (omitted
+// fields are cleared). Answers 204.
+//
+//	{"outcome":"ABNORMAL", "delay_ms":500, "no_notify":true, "hold":true}
+func (s *Server) handleSimRefundBehaviour(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Outcome  string `json:"outcome"`
+		DelayMS  int64  `json:"delay_ms"`
+		NoNotify bool   `json:"no_notify"`
+		Hold     bool   `json:"hold"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	switch req.Outcome {
+	case "", RefundSuccess, RefundClosed, RefundAbnormal:
+	default:
+		writeSimError(w, http.StatusBadRequest, "PARAM_ERROR", "outcome must be SUCCESS, CLOSED or ABNORMAL")
+		return
+	}
+	if req.DelayMS < 0 {
+		writeSimError(w, http.StatusBadRequest, "PARAM_ERROR", "delay_ms must not be negative")
+		return
+	}
+	s.SetRefundBehaviour(RefundBehaviour{
+		Outcome:  req.Outcome,
+		Delay:    time.Duration(req.DelayMS) * time.Millisecond,
+		NoNotify: req.NoNotify,
+		Hold:     req.Hold,
+	})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// POST /sim/refunds/{no}/settle {"outcome", "notify"} decides a held
+// refund. Answers 204; 409 if it is not processing.
+func (s *Server) handleSimSettleRefund(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Outcome string `json:"outcome"`
+		Notify  bool   `json:"notify"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	switch req.Outcome {
+	case RefundSuccess, RefundClosed, RefundAbnormal:
+	default:
+		writeSimError(w, http.StatusBadRequest, "PARAM_ERROR", "outcome must be SUCCESS, CLOSED or ABNORMAL")
+		return
+	}
+	if err := s.SettleRefund(r.PathValue("no"), req.Outcome, req.Notify); err != nil {
+		writeSimError(w, http.StatusConflict, "REFUND_STATE_ERROR", err.Error())
+		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/wechatpay-apiv3/wechatpay-go/core/option"
 	"github.com/wechatpay-apiv3/wechatpay-go/services/payments"
 	"github.com/wechatpay-apiv3/wechatpay-go/services/payments/jsapi"
+	"github.com/wechatpay-apiv3/wechatpay-go/services/refunddomestic"
 	"github.com/wechatpay-apiv3/wechatpay-go/utils"
 
 	"github.com/payfn/payfn/shared/paysim"
@@ -778,5 +779,75 @@ func TestKeysLoadWithTheSDKAndMatchTheServedCertificate(t *testing.T) {
 	}
 	if !strings.HasPrefix(k.PublicKeyID, "PUB_KEY_ID_") || len(k.PublicKeyID) != len("PUB_KEY_ID_")+30 {
 		t.Errorf("PublicKeyID = %q", k.PublicKeyID)
+	}
+}
+
+func TestControlAPIMakesDisagreementsOnRequest(t *testing.T) {
+	sim := startSim(t, nil)
+	client := publicKeyClient(t, sim)
+	svc := jsapi.JsapiApiService{Client: client}
+	refunds := refunddomestic.RefundsApiService{Client: client}
+	rc := newReceiver(t, func(int, *http.Request, []byte) int { return http.StatusOK })
+	ctx := ctxTimeout(t)
+	post := func(path, body string) int {
+		t.Helper()
+		resp, err := http.Post(sim.URL()+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	// A trade closed at WeChat Pay behind the merchant's back.
+	prepay(t, svc, prepayRequest("SILENT_001", rc.url(), 100))
+	if st := post("/sim/trades/SILENT_001/close", ""); st != http.StatusNoContent {
+		t.Fatalf("close: status %d, want 204", st)
+	}
+	if ts, _ := sim.Trade("SILENT_001"); ts.TradeState != "CLOSED" {
+		t.Errorf("trade state = %q, want CLOSED", ts.TradeState)
+	}
+	if st := post("/sim/trades/SILENT_001/close", ""); st != http.StatusConflict {
+		t.Errorf("closing a closed trade: status %d, want 409", st)
+	}
+	if st := post("/sim/trades/NO_SUCH_TRADE/close", ""); st != http.StatusNotFound {
+		t.Errorf("closing an unknown trade: status %d, want 404", st)
+	}
+
+	// A refund held in flight, then settled ABNORMAL without a notification.
+	id := prepay(t, svc, prepayRequest("REFUNDME_1", rc.url(), 500))
+	if _, err := sim.Pay(ctx, id, paysim.PayOptions{NoNotify: true}); err != nil {
+		t.Fatal(err)
+	}
+	if st := post("/sim/refund-behaviour", `{"outcome":"LOST"}`); st != http.StatusBadRequest {
+		t.Errorf("unknown outcome: status %d, want 400", st)
+	}
+	if st := post("/sim/refund-behaviour", `{"hold":true}`); st != http.StatusNoContent {
+		t.Fatalf("refund-behaviour: status %d, want 204", st)
+	}
+	_, _, err := refunds.Create(ctx, refunddomestic.CreateRequest{
+		OutTradeNo:  core.String("REFUNDME_1"),
+		OutRefundNo: core.String("R_REFUNDME_1"),
+		NotifyUrl:   core.String(rc.url()),
+		Amount:      &refunddomestic.AmountReq{Refund: core.Int64(200), Total: core.Int64(500), Currency: core.String("CNY")},
+	})
+	if err != nil {
+		t.Fatalf("refund: %v", err)
+	}
+	if status, _, _ := sim.RefundState("R_REFUNDME_1"); status != paysim.RefundProcessing {
+		t.Fatalf("held refund is %q, want PROCESSING", status)
+	}
+	if st := post("/sim/refunds/R_REFUNDME_1/settle", `{"outcome":"ABNORMAL"}`); st != http.StatusNoContent {
+		t.Fatalf("settle: status %d, want 204", st)
+	}
+	got, _, err := refunds.QueryByOutRefundNo(ctx, refunddomestic.QueryByOutRefundNoRequest{OutRefundNo: core.String("R_REFUNDME_1")})
+	if err != nil || got.Status == nil || *got.Status != refunddomestic.STATUS_ABNORMAL {
+		t.Errorf("queried refund = %v, %v; want ABNORMAL", got, err)
+	}
+	if st := post("/sim/refunds/R_REFUNDME_1/settle", `{"outcome":"SUCCESS"}`); st != http.StatusConflict {
+		t.Errorf("settling a settled refund: status %d, want 409", st)
+	}
+	if ds := sim.Deliveries("R_REFUNDME_1"); len(ds) != 0 {
+		t.Errorf("refund deliveries = %+v, want none (notify was false)", ds)
 	}
 }
