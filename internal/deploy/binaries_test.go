@@ -256,7 +256,8 @@ func (s *stack) env(t *testing.T, names []string) []string {
 		"PAYFN_ADMIN_KEY": strings.Repeat("a", 32), "PAYFN_LOG_LEVEL": "debug",
 		"WECHATPAY_MCHID": testMchID, "WECHATPAY_MCH_CERT_SERIAL": testSerial, "WECHATPAY_MCH_PRIVATE_KEY": pemText,
 		"WECHATPAY_APIV3_KEY": testAPIv3, "WECHATPAY_NOTIFY_URL": "https://pay.example.com/notify/wechatpay",
-		"WECHATPAY_PUBLIC_KEY_ID": k.PublicKeyID, "WECHATPAY_PUBLIC_KEY": k.PublicKeyPEM,
+		"WECHATPAY_REFUND_NOTIFY_URL": "https://pay.example.com/notify/wechatpay/refund",
+		"WECHATPAY_PUBLIC_KEY_ID":     k.PublicKeyID, "WECHATPAY_PUBLIC_KEY": k.PublicKeyPEM,
 	}
 	out := []string{"WECHAT_API_BASE_URL=" + s.sim.URL(), "WECHATPAY_BASE_URL=" + s.sim.URL()}
 	for _, n := range names {
@@ -510,8 +511,32 @@ func (f *lambdaFn) invoke(t *testing.T, req request) reply {
 		},
 		"body": body, "isBase64Encoded": b64,
 	})
-	inv := invocation{id: id, event: event, done: make(chan result, 1)}
 	begin := time.Now()
+	payload := f.call(t, id, event)
+	var out struct {
+		StatusCode      int               `json:"statusCode"`
+		Headers         map[string]string `json:"headers"`
+		Body            string            `json:"body"`
+		IsBase64Encoded bool              `json:"isBase64Encoded"`
+	}
+	if err := json.Unmarshal(payload, &out); err != nil {
+		t.Fatalf("%s: response is not an HTTP API response: %v\n%s", f.name, err, payload)
+	}
+	rb := []byte(out.Body)
+	if out.IsBase64Encoded {
+		var err error
+		if rb, err = base64.StdEncoding.DecodeString(out.Body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return reply{Status: out.StatusCode, Headers: out.Headers, Body: rb, took: time.Since(begin)}
+}
+
+// call delivers one event through the Runtime API and returns what the
+// function posted to /response.
+func (f *lambdaFn) call(t *testing.T, id string, event []byte) []byte {
+	t.Helper()
+	inv := invocation{id: id, event: event, done: make(chan result, 1)}
 	select {
 	case f.api.queue <- inv:
 	case <-f.proc.exited:
@@ -532,23 +557,19 @@ func (f *lambdaFn) invoke(t *testing.T, req request) reply {
 	if res.failed {
 		t.Fatalf("%s posted an invocation error: %s", f.name, res.body)
 	}
-	var out struct {
-		StatusCode      int               `json:"statusCode"`
-		Headers         map[string]string `json:"headers"`
-		Body            string            `json:"body"`
-		IsBase64Encoded bool              `json:"isBase64Encoded"`
+	return res.body
+}
+
+// jobReport checks a scheduled job's answer: the report of the named job.
+func jobReport(t *testing.T, fn string, payload []byte) {
+	t.Helper()
+	var rep struct {
+		Job      string `json:"job"`
+		Examined *int   `json:"examined"`
 	}
-	if err := json.Unmarshal(res.body, &out); err != nil {
-		t.Fatalf("%s: response is not an HTTP API response: %v\n%s", f.name, err, res.body)
+	if err := json.Unmarshal(payload, &rep); err != nil || rep.Job != fn || rep.Examined == nil {
+		t.Fatalf("%s answered %s (%v); want its job report", fn, payload, err)
 	}
-	rb := []byte(out.Body)
-	if out.IsBase64Encoded {
-		var err error
-		if rb, err = base64.StdEncoding.DecodeString(out.Body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return reply{Status: out.StatusCode, Headers: out.Headers, Body: rb, took: time.Since(begin)}
 }
 
 // templateVars returns the variable names template.yaml gives the function
@@ -569,6 +590,8 @@ func templateVars(t *testing.T, folder string) []string {
 // pay against the simulator, and verifyPayment with a genuine notification
 // whose body arrives base64-encoded, after which the order is PAID in the
 // store; a duplicate notification is acknowledged by the same warm process.
+// closeExpired and reconcile answer an EventBridge schedule event with their
+// job report, cold and warm.
 func TestLambdaBinariesServeTheFlowThroughTheRuntimeAPI(t *testing.T) {
 	t.Parallel()
 	dist := built(t)
@@ -610,6 +633,19 @@ func TestLambdaBinariesServeTheFlowThroughTheRuntimeAPI(t *testing.T) {
 	r = verify.invoke(t, note).want(t, 200, "") // WeChat Pay retries: still acknowledged, once
 	t.Logf("verifyPayment warm invoke: %s", r.took.Round(time.Millisecond))
 	s.wantStatus(t, orderID, order.StatusPaid)
+
+	// The scheduled jobs, from an EventBridge schedule event, cold then warm.
+	for _, job := range []struct{ folder, name string }{{"closeexpired", "closeExpired"}, {"reconcile", "reconcile"}} {
+		fn := startLambda(t, s, bin(job.folder), job.name, templateVars(t, job.folder))
+		for i := range 2 {
+			event, _ := json.Marshal(map[string]any{
+				"version": "0", "id": fmt.Sprintf("ev-%s-%d", job.folder, i), "detail-type": "Scheduled Event", "source": "aws.events",
+				"account": "123456789012", "time": time.Now().UTC().Format(time.RFC3339), "region": "ap-east-1",
+				"resources": []string{"arn:aws:events:ap-east-1:123456789012:rule/payfn-" + job.folder}, "detail": map[string]any{},
+			})
+			jobReport(t, job.name, fn.call(t, fmt.Sprintf("job-%s-%d", job.folder, i), event))
+		}
+	}
 
 	forged := s.notification(t, orderID, "o-aws-buyer", 5600)
 	forged.headers["wechatpay-signature"] = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 256))
@@ -684,6 +720,30 @@ func (f *scfFn) invoke(t *testing.T, req request, b64 bool) reply {
 		"isBase64Encoded": b64,
 	})
 	begin := time.Now()
+	payload := f.call(t, event)
+	var out struct {
+		IsBase64Encoded bool              `json:"isBase64Encoded"`
+		StatusCode      int               `json:"statusCode"`
+		Headers         map[string]string `json:"headers"`
+		Body            string            `json:"body"`
+	}
+	if err := json.Unmarshal(payload, &out); err != nil {
+		t.Fatalf("%s: not an integration response: %v\n%s", f.name, err, payload)
+	}
+	rb := []byte(out.Body)
+	if out.IsBase64Encoded {
+		var err error
+		if rb, err = base64.StdEncoding.DecodeString(out.Body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return reply{Status: out.StatusCode, Headers: out.Headers, Body: rb, took: time.Since(begin)}
+}
+
+// call sends one event through Function.Invoke and returns the payload.
+func (f *scfFn) call(t *testing.T, event []byte) []byte {
+	t.Helper()
+	f.seq++
 	var resp messages.InvokeResponse
 	call := f.client.Go("Function.Invoke", &messages.InvokeRequest{
 		Payload: event, RequestId: fmt.Sprintf("scf-%s-%d", f.name, f.seq),
@@ -699,23 +759,7 @@ func (f *scfFn) invoke(t *testing.T, req request, b64 bool) reply {
 	if call.Error != nil || resp.Error != nil {
 		t.Fatalf("%s: Function.Invoke: %v, function error %+v", f.name, call.Error, resp.Error)
 	}
-	var out struct {
-		IsBase64Encoded bool              `json:"isBase64Encoded"`
-		StatusCode      int               `json:"statusCode"`
-		Headers         map[string]string `json:"headers"`
-		Body            string            `json:"body"`
-	}
-	if err := json.Unmarshal(resp.Payload, &out); err != nil {
-		t.Fatalf("%s: not an integration response: %v\n%s", f.name, err, resp.Payload)
-	}
-	rb := []byte(out.Body)
-	if out.IsBase64Encoded {
-		var err error
-		if rb, err = base64.StdEncoding.DecodeString(out.Body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return reply{Status: out.StatusCode, Headers: out.Headers, Body: rb, took: time.Since(begin)}
+	return resp.Payload
 }
 
 // slsVars returns the variable names serverless.yml gives functions/<folder>.
@@ -733,7 +777,8 @@ func slsVars(t *testing.T, folder string) []string {
 // configured with exactly the variables serverless.yml gives each, and drives
 // login, createOrder (warm replay and a bad request on the same process) and
 // verifyPayment with a genuine notification whose body the gateway
-// base64-encoded; the order ends PAID in the store.
+// base64-encoded; the order ends PAID in the store. closeexpired and
+// reconcile answer a timer trigger event with their job report, cold and warm.
 func TestSCFBinariesServeTheFlowThroughNetRPC(t *testing.T) {
 	t.Parallel()
 	dist := built(t)
@@ -775,6 +820,16 @@ func TestSCFBinariesServeTheFlowThroughNetRPC(t *testing.T) {
 	}
 	t.Logf("SCF createOrder warm invoke: %s", r.took.Round(time.Millisecond))
 	create.invoke(t, jsonRequest("/createOrder", token, map[string]any{"product_id": "latte", "quantity": 1, "request_id": "scf-req-2", "status": "PAID"}), false).want(t, 400, "UNKNOWN_FIELD")
+
+	// The scheduled jobs, from a timer trigger event, cold then warm.
+	for _, job := range []struct{ folder, name string }{{"closeexpired", "closeExpired"}, {"reconcile", "reconcile"}} {
+		fn := startSCF(t, s, handler(job.folder), job.name, slsVars(t, job.folder))
+		for range 2 {
+			event, _ := json.Marshal(map[string]any{"Type": "Timer", "TriggerName": "payfn_" + job.folder,
+				"Time": time.Now().UTC().Format("2006-01-02T15:04:05Z"), "Message": ""})
+			jobReport(t, job.name, fn.call(t, event))
+		}
+	}
 
 	note := s.notification(t, orderID, "o-scf-buyer", 2800)
 	verify.invoke(t, note, true).want(t, 200, "")

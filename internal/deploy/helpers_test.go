@@ -149,6 +149,8 @@ func plausible(t *testing.T, name string) string {
 		return strings.Repeat("a", 32)
 	case "WECHATPAY_NOTIFY_URL":
 		return "https://pay.example.com/notify/wechatpay"
+	case "WECHATPAY_REFUND_NOTIFY_URL":
+		return "https://pay.example.com/notify/wechatpay/refund"
 	case "WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_PUBLIC_KEY":
 		return ""
 	}

@@ -185,6 +185,14 @@ func TestEverySCFFunctionMatchesItsFolderTriggerAndVariables(t *testing.T) {
 				t.Errorf("%s: secret %s has a default in the file", fn.Folder, name)
 			}
 		}
+		// On SCF each trigger gets its own path, so the refund notify_url
+		// cannot be derived from the payment one: the functions that send
+		// refunds to WeChat Pay must be given it, with no default.
+		if fn.Name == "refund" || fn.Name == "reconcile" {
+			if v := vars["WECHATPAY_REFUND_NOTIFY_URL"]; v != "${env:WECHATPAY_REFUND_NOTIFY_URL}" {
+				t.Errorf("%s: WECHATPAY_REFUND_NOTIFY_URL = %q, want ${env:WECHATPAY_REFUND_NOTIFY_URL}", fn.Folder, v)
+			}
+		}
 	}
 	for name := range f.Functions {
 		if !want[name] {

@@ -18,6 +18,8 @@ import (
 	"github.com/awslabs/goformation/v7/intrinsics"
 	"github.com/awslabs/goformation/v7/schema"
 	"github.com/xeipuuv/gojsonschema"
+
+	"github.com/payfn/payfn/shared/runtime/httpapi"
 )
 
 // samTemplate is template.yaml as CloudFormation would see it after SAM's
@@ -437,9 +439,39 @@ func TestVerifyPaymentHasAlarmsAndTheNotifyURLIsAnOutput(t *testing.T) {
 	if !filtered {
 		t.Error("no metric filter counting level ERROR lines of verifyPayment's log group")
 	}
-	out, ok := tp.Outputs["NotifyUrl"]
-	v, _ := out.Value.(string)
-	if !ok || subText(v) != "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/notify/wechatpay" {
-		t.Errorf("Outputs.NotifyUrl = %v, want the HttpApi URL of /notify/wechatpay", out.Value)
+	// The URLs to register at WeChat Pay are outputs, on the routes the
+	// callbacks are deployed at.
+	base := "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+	notify := base + httpapi.PathVerifyPayment
+	for name, want := range map[string]string{"NotifyUrl": notify, "RefundNotifyUrl": base + httpapi.PathVerifyRefund} {
+		out, ok := tp.Outputs[name]
+		v, _ := out.Value.(string)
+		if !ok || subText(v) != want {
+			t.Errorf("Outputs.%s = %v, want !Sub %q", name, out.Value, want)
+		}
+	}
+	// refund and reconcile send NotifyUrl + "/refund" as the refund
+	// notify_url (shared/wxpay, WECHATPAY_REFUND_NOTIFY_URL unset), so that
+	// must be verifyRefund's route.
+	if httpapi.PathVerifyPayment+"/refund" != httpapi.PathVerifyRefund {
+		t.Errorf("verifyRefund's route %s is not verifyPayment's + /refund; template.yaml must then set WECHATPAY_REFUND_NOTIFY_URL", httpapi.PathVerifyRefund)
+	}
+}
+
+// TestREADMEConfigurationTableListsEveryVariable keeps the README's table,
+// which the Deploy section and docs/deploy.md refer to, complete: every
+// variable shared/config reads has a row.
+func TestREADMEConfigurationTableListsEveryVariable(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(b), "## Configuration\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	all, _ := configVars(t)
+	for v := range all {
+		if !strings.Contains(section, "| `"+v+"`") && !strings.Contains(section, ", `"+v+"` |") {
+			t.Errorf("README's Configuration table has no row for %s", v)
+		}
 	}
 }

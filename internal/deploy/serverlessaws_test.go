@@ -1,0 +1,228 @@
+package deploy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// slsAWSDir is the Serverless Framework v3 (AWS provider) variant; its
+// package.json pins the framework and package-lock.json every dependency.
+var slsAWSDir = filepath.Join(root, "deploy", "serverless-aws")
+
+// npmCI installs the pinned framework with npm ci, unless node_modules
+// already holds exactly this lockfile's install (a stamp of its hash), so
+// only the first run on a machine pays for the download.
+func npmCI(t *testing.T, npm string) {
+	t.Helper()
+	lock, err := os.ReadFile(filepath.Join(slsAWSDir, "package-lock.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(lock)
+	stamp := filepath.Join(slsAWSDir, "node_modules", ".payfn-lock-sha256")
+	if b, err := os.ReadFile(stamp); err == nil && string(b) == hex.EncodeToString(sum[:]) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	// --ignore-scripts: packaging needs no install script, and none should run.
+	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts")
+	cmd.Dir = slsAWSDir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci in deploy/serverless-aws: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(stamp, []byte(hex.EncodeToString(sum[:])), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("npm ci took %s", time.Since(start).Round(time.Second))
+}
+
+// TestServerlessV3PackagesTheAWSVariantOffline runs the pinned `serverless
+// package` on deploy/serverless-aws/serverless.yml with no AWS account (dummy
+// credentials, telemetry off; packaging calls no AWS API) against the zips
+// scripts/build wrote, and checks the CloudFormation it generates: every
+// function folder is one provided.al2023 arm64 bootstrap function with its
+// route or schedule, exactly the variables it needs with every secret a
+// Secrets Manager dynamic reference, and logs kept 90 days by a role that may
+// do nothing but write logs. It needs node and npm; without them it skips.
+func TestServerlessV3PackagesTheAWSVariantOffline(t *testing.T) {
+	node, errNode := exec.LookPath("node")
+	npm, errNpm := exec.LookPath("npm")
+	if errNode != nil || errNpm != nil {
+		t.Skip("node and npm are needed to run the Serverless Framework; install Node.js to run this check")
+	}
+	t.Parallel()
+	dist := built(t)
+	npmCI(t, npm)
+
+	out := t.TempDir()
+	env := []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
+		// No phoning home: packaging is offline.
+		"SLS_TELEMETRY_DISABLED=1", "SLS_NOTIFICATIONS_MODE=off", "SLS_DEPRECATION_DISABLE=*",
+		// The AWS provider wants credentials to exist, never to work.
+		"AWS_ACCESS_KEY_ID=AKIAPAYFNTESTONLY000", "AWS_SECRET_ACCESS_KEY=not-a-real-key", "AWS_REGION=ap-east-1",
+		// The zips' names are what matters here, not their architecture.
+		"PAYFN_AWS_DIST=" + filepath.Join(dist, "aws", goruntime.GOARCH),
+		"PAYFN_SECRET_NAME=payfn-test",
+	}
+	for _, v := range []string{"WECHAT_APPID", "WECHATPAY_MCHID", "WECHATPAY_MCH_CERT_SERIAL", "WECHATPAY_NOTIFY_URL"} {
+		env = append(env, v+"="+plausible(t, v))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, node, filepath.Join("node_modules", "serverless", "bin", "serverless.js"),
+		"package", "--stage", "test", "--package", out)
+	cmd.Dir = slsAWSDir
+	cmd.Env = env
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("serverless package: %v\n%s", err, b)
+	}
+	t.Logf("serverless package took %s", time.Since(start).Round(100*time.Millisecond))
+
+	raw, err := os.ReadFile(filepath.Join(out, "cloudformation-template-update-stack.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cf struct {
+		Resources map[string]struct {
+			Type       string          `json:"Type"`
+			Properties json.RawMessage `json:"Properties"`
+		} `json:"Resources"`
+	}
+	if err := json.Unmarshal(raw, &cf); err != nil {
+		t.Fatal(err)
+	}
+	type lambdaProps struct {
+		FunctionName  string   `json:"FunctionName"`
+		Handler       string   `json:"Handler"`
+		Runtime       string   `json:"Runtime"`
+		Architectures []string `json:"Architectures"`
+		Timeout       int      `json:"Timeout"`
+		Environment   struct {
+			Variables map[string]string `json:"Variables"`
+		} `json:"Environment"`
+		Code struct {
+			S3Key string `json:"S3Key"`
+		} `json:"Code"`
+	}
+	fns := map[string]lambdaProps{}
+	var routes, schedules, logGroups []string
+	for name, r := range cf.Resources {
+		switch r.Type {
+		case "AWS::Lambda::Function":
+			var p lambdaProps
+			if err := json.Unmarshal(r.Properties, &p); err != nil {
+				t.Fatal(err)
+			}
+			fns[strings.TrimPrefix(p.FunctionName, "payfn-test-")] = p
+		case "AWS::ApiGatewayV2::Route":
+			var p struct{ RouteKey string }
+			json.Unmarshal(r.Properties, &p)
+			routes = append(routes, p.RouteKey)
+		case "AWS::ApiGatewayV2::Integration":
+			var p struct{ PayloadFormatVersion string }
+			json.Unmarshal(r.Properties, &p)
+			if p.PayloadFormatVersion != "2.0" {
+				t.Errorf("%s: payload format %q, want 2.0 (the event shape shared/runtime/awslambda reads)", name, p.PayloadFormatVersion)
+			}
+		case "AWS::Events::Rule":
+			var p struct{ ScheduleExpression string }
+			json.Unmarshal(r.Properties, &p)
+			schedules = append(schedules, p.ScheduleExpression)
+		case "AWS::Logs::LogGroup":
+			var p struct {
+				LogGroupName    string
+				RetentionInDays int
+			}
+			json.Unmarshal(r.Properties, &p)
+			if p.RetentionInDays <= 0 {
+				t.Errorf("log group %s keeps logs forever; set logRetentionInDays", p.LogGroupName)
+			}
+			logGroups = append(logGroups, p.LogGroupName)
+		case "AWS::IAM::Role":
+			// Only log writing: any other action is more than the functions
+			// use (they call no AWS API).
+			var p struct {
+				Policies []struct {
+					PolicyDocument struct {
+						Statement []struct {
+							Action []string
+						}
+					}
+				}
+				ManagedPolicyArns []any
+			}
+			if err := json.Unmarshal(r.Properties, &p); err != nil {
+				t.Fatal(err)
+			}
+			if len(p.ManagedPolicyArns) > 0 {
+				t.Errorf("role %s has managed policies %v", name, p.ManagedPolicyArns)
+			}
+			for _, pol := range p.Policies {
+				for _, st := range pol.PolicyDocument.Statement {
+					for _, a := range st.Action {
+						if a != "logs:CreateLogStream" && a != "logs:CreateLogGroup" && a != "logs:TagResource" && a != "logs:PutLogEvents" {
+							t.Errorf("role %s allows %s; the functions only write logs", name, a)
+						}
+					}
+				}
+			}
+		}
+	}
+	_, secret := configVars(t)
+	var wantRoutes, wantSchedules, wantLogs []string
+	for _, f := range functions(t) {
+		p, ok := fns[f.Folder]
+		if !ok {
+			t.Errorf("the packaged stack has no function for functions/%s", f.Folder)
+			continue
+		}
+		wantLogs = append(wantLogs, "/aws/lambda/payfn-test-"+f.Folder)
+		if f.Path != "" {
+			wantRoutes = append(wantRoutes, "POST "+f.Path)
+		} else {
+			rate, _ := scheduleFor(t, f.Schedule)
+			wantSchedules = append(wantSchedules, rate)
+		}
+		if p.Handler != "bootstrap" || p.Runtime != "provided.al2023" || !slices.Equal(p.Architectures, []string{"arm64"}) || p.Timeout <= 8 {
+			t.Errorf("%s: handler %s runtime %s arch %v timeout %d; want bootstrap, provided.al2023, [arm64], > 8s", f.Folder, p.Handler, p.Runtime, p.Architectures, p.Timeout)
+		}
+		if !strings.HasSuffix(p.Code.S3Key, "/"+f.Folder+".zip") {
+			t.Errorf("%s: code %s, want the %s.zip scripts/build wrote", f.Folder, p.Code.S3Key, f.Folder)
+		}
+		vars := p.Environment.Variables
+		checkEnvironment(t, "deploy/serverless-aws", f, slices.Sorted(maps.Keys(vars)))
+		for name, v := range vars {
+			if secret[name] && v != fmt.Sprintf("{{resolve:secretsmanager:payfn-test:SecretString:%s}}", name) {
+				t.Errorf("%s: secret %s = %q, want a Secrets Manager dynamic reference", f.Folder, name, v)
+			}
+		}
+	}
+	for _, s := range [][]string{routes, schedules, logGroups, wantRoutes, wantSchedules, wantLogs} {
+		slices.Sort(s)
+	}
+	if !slices.Equal(routes, wantRoutes) {
+		t.Errorf("routes %v, want %v", routes, wantRoutes)
+	}
+	if !slices.Equal(schedules, wantSchedules) {
+		t.Errorf("schedules %v, want %v", schedules, wantSchedules)
+	}
+	if !slices.Equal(logGroups, wantLogs) {
+		t.Errorf("log groups %v, want %v", logGroups, wantLogs)
+	}
+}
