@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -40,22 +41,26 @@ func (a *App) VerifyPayment(ctx context.Context, header http.Header, body []byte
 		return fmt.Errorf("verify notification: %w", err)
 	}
 	tx := n.Transaction
-	log := a.log.With("notification_id", n.ID, "out_trade_no", tx.OutTradeNo, "transaction_id", tx.TransactionID)
+	// Built only on the paths that log: With formats its attributes at once,
+	// and a successful payment is logged by settlePaid instead.
+	log := func() *slog.Logger {
+		return a.log.With("notification_id", n.ID, "out_trade_no", tx.OutTradeNo, "transaction_id", tx.TransactionID)
+	}
 	if n.EventType != EventTransactionSuccess || tx.TradeState != TradeStateSuccess {
-		log.WarnContext(ctx, "notification is not a successful payment; acknowledged without change", "event_type", n.EventType, "trade_state", tx.TradeState)
+		log().WarnContext(ctx, "notification is not a successful payment; acknowledged without change", "event_type", n.EventType, "trade_state", tx.TradeState)
 		return nil
 	}
 	if tx.AppID != a.channel.AppID() || tx.MchID != a.channel.MchID() || tx.Currency != order.Currency || tx.TransactionID == "" {
-		log.ErrorContext(ctx, "verified notification does not belong to this merchant; rejected", "appid", tx.AppID, "mchid", tx.MchID, "currency", tx.Currency)
+		log().ErrorContext(ctx, "verified notification does not belong to this merchant; rejected", "appid", tx.AppID, "mchid", tx.MchID, "currency", tx.Currency)
 		return Errorf(KindInvalid, CodeNotificationMismatch, "the notification's appid, mchid, currency or transaction id does not match this merchant")
 	}
 	if !orderIDPattern.MatchString(tx.OutTradeNo) {
-		log.ErrorContext(ctx, "verified notification names a malformed out_trade_no")
+		log().ErrorContext(ctx, "verified notification names a malformed out_trade_no")
 		return Errorf(KindNotFound, CodeOrderNotFound, "no order %q", tx.OutTradeNo)
 	}
 	o, err := a.store.Order(ctx, tx.OutTradeNo)
 	if errors.Is(err, order.ErrNotFound) {
-		log.ErrorContext(ctx, "verified notification for an unknown order")
+		log().ErrorContext(ctx, "verified notification for an unknown order")
 		return Errorf(KindNotFound, CodeOrderNotFound, "no order %s", tx.OutTradeNo)
 	} else if err != nil {
 		return storeError("load order", err)

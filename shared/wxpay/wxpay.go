@@ -13,6 +13,8 @@ package wxpay
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -28,7 +30,6 @@ import (
 	"github.com/wechatpay-apiv3/wechatpay-go/core/auth"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/verifiers"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/downloader"
-	"github.com/wechatpay-apiv3/wechatpay-go/core/notify"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/option"
 	"github.com/wechatpay-apiv3/wechatpay-go/services/payments/jsapi"
 
@@ -106,7 +107,7 @@ type Channel struct {
 	transport *http.Transport
 	api       *jsapi.JsapiApiService
 	verifier  auth.Verifier
-	handler   *notify.Handler
+	aead      cipher.AEAD // AES-256-GCM with the APIv3 key, for notification resources
 
 	// Platform-certificate state; nil/zero in public-key mode.
 	mgr         *downloader.CertificateDownloaderMgr
@@ -183,9 +184,13 @@ func New(cfg Config) (*Channel, error) {
 		return nil, fmt.Errorf("wxpay client: %w", err)
 	}
 	c.api = &jsapi.JsapiApiService{Client: client}
-	if c.handler, err = notify.NewRSANotifyHandler(cfg.APIv3Key, c.verifier); err != nil {
+	block, err := aes.NewCipher([]byte(cfg.APIv3Key))
+	if err == nil {
+		c.aead, err = cipher.NewGCM(block)
+	}
+	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("wxpay notify handler: %w", err)
+		return nil, fmt.Errorf("wxpay notification cipher: %w", err)
 	}
 	return c, nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 
-	"github.com/tencentyun/scf-go-lib/cloudfunction"
 	"github.com/tencentyun/scf-go-lib/functioncontext"
 
 	"github.com/payfn/payfn/shared/runtime/httpapi"
@@ -15,7 +14,7 @@ import (
 // StartJob serves a scheduled function (an SCF timer trigger): every
 // invocation runs job once, whatever the event says. It blocks.
 func StartJob[T any](job func(context.Context) (T, error), logger *slog.Logger) {
-	cloudfunction.Start(JobHandler(job, logger))
+	startRPC(jsonInvoke(JobHandler(job, logger)))
 }
 
 // JobHandler returns the SCF handler of a scheduled job. A failed or

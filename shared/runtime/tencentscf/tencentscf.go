@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/tencentyun/scf-go-lib/cloudfunction"
 	"github.com/tencentyun/scf-go-lib/events"
 	"github.com/tencentyun/scf-go-lib/functioncontext"
 
@@ -39,10 +38,10 @@ type Request struct {
 type Response = events.APIGatewayResponse
 
 // Start serves h as the SCF function's handler over scf-go-lib's net/rpc
-// protocol on _LAMBDA_SERVER_PORT. It blocks; the library exits the process
-// if it cannot listen.
+// protocol on _LAMBDA_SERVER_PORT (see rpc.go). It blocks, and exits the
+// process if it cannot listen.
 func Start(h http.Handler, logger *slog.Logger) {
-	cloudfunction.Start(NewHandler(h, logger))
+	startRPC(jsonInvoke(NewHandler(h, logger)))
 }
 
 // NewHandler returns an SCF handler for API Gateway trigger events that

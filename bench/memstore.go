@@ -1,0 +1,186 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/payfn/payfn/shared/app"
+	"github.com/payfn/payfn/shared/order"
+)
+
+// memStore is an in-memory app.Store with the semantics the benchmarked
+// paths rely on (unique ledger rows and claims, idempotent ApplyClaim). It
+// exists so that a benchmark can measure a use case's own CPU without a
+// database round trip; it is not a product store and is never linked into a
+// function. Methods the benchmarks never reach answer errNotBenchmarked.
+type memStore struct {
+	mu       sync.Mutex
+	products map[string]order.Product
+	orders   map[string]order.Order
+	requests map[string]string
+	payments map[string]order.Payment
+	claims   map[string]order.Claim
+}
+
+var errNotBenchmarked = errors.New("bench memStore: not used by the benchmarks")
+
+var _ app.Store = (*memStore)(nil)
+
+func newMemStore() *memStore {
+	return &memStore{
+		products: map[string]order.Product{},
+		orders:   map[string]order.Order{},
+		requests: map[string]string{},
+		payments: map[string]order.Payment{},
+		claims:   map[string]order.Claim{},
+	}
+}
+
+// put stores o as it is, replacing any order with its id, and forgets the
+// ledger rows and claims of that order: the order is as good as new. The
+// benchmarks call it to reuse a small pool of orders and notifications.
+func (s *memStore) put(o order.Order, txID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.orders[o.ID] = o
+	delete(s.claims, order.SettleKey(o.ID))
+	delete(s.payments, txID)
+}
+
+func (s *memStore) Product(_ context.Context, id string) (order.Product, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.products[id]
+	if !ok {
+		return order.Product{}, order.ErrNotFound
+	}
+	return p, nil
+}
+
+func (s *memStore) InsertOrder(_ context.Context, o order.Order) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.orders[o.ID]; ok {
+		return order.ErrDuplicate
+	}
+	if _, ok := s.requests[o.RequestKey()]; ok {
+		return order.ErrDuplicate
+	}
+	s.orders[o.ID] = o
+	s.requests[o.RequestKey()] = o.ID
+	return nil
+}
+
+func (s *memStore) Order(_ context.Context, id string) (order.Order, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.orders[id]
+	if !ok {
+		return order.Order{}, order.ErrNotFound
+	}
+	return o, nil
+}
+
+func (s *memStore) OrderByRequest(_ context.Context, owner, requestID string) (order.Order, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.requests[order.RequestKey(owner, requestID)]
+	if !ok {
+		return order.Order{}, order.ErrNotFound
+	}
+	return s.orders[id], nil
+}
+
+func (s *memStore) SetPrepay(_ context.Context, orderID, prepayID string, expiresAt time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.orders[orderID]
+	if !ok {
+		return order.ErrNotFound
+	}
+	o.PrepayID, o.PrepayExpiresAt = prepayID, expiresAt
+	s.orders[orderID] = o
+	return nil
+}
+
+func (s *memStore) RecordPayment(_ context.Context, p order.Payment) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.payments[p.TransactionID]; ok {
+		return order.ErrDuplicate
+	}
+	s.payments[p.TransactionID] = p
+	return nil
+}
+
+func (s *memStore) Payments(_ context.Context, outTradeNo string) ([]order.Payment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []order.Payment
+	for _, p := range s.payments {
+		if p.OutTradeNo == outTradeNo {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) Claim(_ context.Context, c order.Claim) (order.Claim, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.claims[c.Key]; ok {
+		return old, false, nil
+	}
+	s.claims[c.Key] = c
+	return c, true, nil
+}
+
+func (s *memStore) ApplyClaim(_ context.Context, c order.Claim) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.orders[c.OrderID]
+	if !ok {
+		return order.ErrNotFound
+	}
+	o.Status = c.Status
+	if c.TransactionID != "" {
+		o.TransactionID = c.TransactionID
+	}
+	if !c.PaidAt.IsZero() {
+		t := c.PaidAt
+		o.PaidAt = &t
+	}
+	o.UpdatedAt = c.DecidedAt
+	s.orders[c.OrderID] = o
+	return nil
+}
+
+func (s *memStore) ExpiredOrders(context.Context, time.Time, int) ([]order.Order, error) {
+	return nil, errNotBenchmarked
+}
+
+func (s *memStore) UnpaidOrders(context.Context, time.Time, int) ([]order.Order, error) {
+	return nil, errNotBenchmarked
+}
+
+func (s *memStore) InsertRefund(context.Context, order.Refund) error { return errNotBenchmarked }
+
+func (s *memStore) Refund(context.Context, string) (order.Refund, error) {
+	return order.Refund{}, errNotBenchmarked
+}
+
+func (s *memStore) Refunds(context.Context, string) ([]order.Refund, error) {
+	return nil, nil // no order in a benchmark has refunds
+}
+
+func (s *memStore) PendingRefunds(context.Context, int) ([]order.Refund, error) {
+	return nil, errNotBenchmarked
+}
+
+func (s *memStore) ClaimRefund(context.Context, order.RefundDecision) (order.RefundDecision, bool, error) {
+	return order.RefundDecision{}, false, errNotBenchmarked
+}
+
+func (s *memStore) ApplyRefund(context.Context, order.RefundDecision) error { return errNotBenchmarked }
