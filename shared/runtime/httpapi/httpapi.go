@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/payfn/payfn/shared/app"
 )
@@ -158,7 +159,7 @@ func (api *API) VerifyPayment() http.Handler {
 	return api.endpoint("verifyPayment", false, func(w http.ResponseWriter, r *http.Request, _ string, lg *logLine) error {
 		// The signature covers the exact bytes, so the body is read raw and
 		// never re-encoded.
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxNotificationBody))
+		body, err := readBody(http.MaxBytesReader(w, r.Body, MaxNotificationBody), r.ContentLength, MaxNotificationBody)
 		if err != nil {
 			return bodyError(err)
 		}
@@ -208,7 +209,7 @@ func (api *API) Refund() http.Handler {
 // VerifyRefund handles WeChat Pay's refund notification, like VerifyPayment.
 func (api *API) VerifyRefund() http.Handler {
 	return api.endpoint("verifyRefund", false, func(w http.ResponseWriter, r *http.Request, _ string, lg *logLine) error {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxNotificationBody))
+		body, err := readBody(http.MaxBytesReader(w, r.Body, MaxNotificationBody), r.ContentLength, MaxNotificationBody)
 		if err != nil {
 			return bodyError(err)
 		}
@@ -403,6 +404,9 @@ func decode(r *http.Request, v any) error {
 }
 
 // rejectDuplicateKeys fails if the top-level object names a key twice.
+// encoding/json matches field names without regard to case, so "order_id"
+// and "ORDER_ID" are the same field to it (the last one wins): keys are
+// compared folded the same way.
 func rejectDuplicateKeys(raw []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
@@ -415,16 +419,31 @@ func rejectDuplicateKeys(raw []byte) error {
 			return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body is not a valid JSON object")
 		}
 		key, _ := tok.(string)
-		if seen[key] {
+		if seen[foldKey(key)] {
 			return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "field %q appears twice", key)
 		}
-		seen[key] = true
+		seen[foldKey(key)] = true
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
 			return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body is not a valid JSON object")
 		}
 	}
 	return nil
+}
+
+// foldKey maps every rune to the smallest rune of its case-folding set, as
+// encoding/json does, so two keys fold alike exactly when it would assign
+// them to the same field.
+func foldKey(key string) string {
+	return strings.Map(func(r rune) rune {
+		for {
+			f := unicode.SimpleFold(r)
+			if f <= r {
+				return f
+			}
+			r = f
+		}
+	}, key)
 }
 
 func bodyError(err error) error {
@@ -453,4 +472,17 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 		s.status = http.StatusOK
 	}
 	return s.ResponseWriter.Write(b)
+}
+
+// readBody is io.ReadAll with the buffer sized from Content-Length (capped
+// at limit) up front, so a notification body is read without regrowing.
+func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	size := int64(512)
+	if contentLength > 0 {
+		size = min(contentLength, limit) + bytes.MinRead // ReadFrom wants MinRead free to read EOF
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(size))
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
 }
