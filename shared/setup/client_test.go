@@ -49,6 +49,12 @@ func TestCreateOrderRejectsEveryBadInputAndWritesNothing(t *testing.T) {
 		"quantity string":       {`{"product_id":"latte","quantity":"2","request_id":"bad-1"}`, 400, "INVALID_QUANTITY"},
 		"quantity missing":      {`{"product_id":"latte","request_id":"bad-1"}`, 400, "INVALID_QUANTITY"},
 		"quantity named twice":  {`{"product_id":"latte","quantity":1,"quantity":999,"request_id":"bad-1"}`, 400, "INVALID_REQUEST"},
+		"quantity twice, case":  {`{"product_id":"latte","quantity":1,"Quantity":999,"request_id":"bad-1"}`, 400, "INVALID_REQUEST"},
+		"quantity 1000":         {`{"product_id":"latte","quantity":1000,"request_id":"bad-1"}`, 400, "INVALID_QUANTITY"},
+		"quantity -0":           {`{"product_id":"latte","quantity":-0,"request_id":"bad-1"}`, 400, "INVALID_QUANTITY"},
+		"quantity 1e3":          {`{"product_id":"latte","quantity":1e3,"request_id":"bad-1"}`, 400, "INVALID_QUANTITY"},
+		"quantity null":         {`{"product_id":"latte","quantity":null,"request_id":"bad-1"}`, 400, "INVALID_QUANTITY"},
+		"quantity an object":    {`{"product_id":"latte","quantity":{"$gt":0},"request_id":"bad-1"}`, 400, "INVALID_QUANTITY"},
 		"unknown product":       {`{"product_id":"nope","quantity":1,"request_id":"bad-1"}`, 404, "PRODUCT_NOT_FOUND"},
 		"inactive product":      {`{"product_id":"mug","quantity":1,"request_id":"bad-1"}`, 409, "PRODUCT_NOT_ON_SALE"},
 		"malformed product id":  {`{"product_id":"a b","quantity":1,"request_id":"bad-1"}`, 400, "INVALID_PRODUCT_ID"},
@@ -59,16 +65,46 @@ func TestCreateOrderRejectsEveryBadInputAndWritesNothing(t *testing.T) {
 		"empty body":            {``, 400, "INVALID_REQUEST"},
 		"oversized body":        {`{"product_id":"latte","quantity":1,"request_id":"bad-1","x":"` + strings.Repeat("a", 10000) + `"}`, 413, "BODY_TOO_LARGE"},
 	}
+	// Sessions that are not the buyer's valid one, with a body that would
+	// otherwise create an order.
+	forger, _ := identity.NewTokens([]byte(strings.Repeat("x", 32)), time.Hour, nil)
+	forged, _, _ := forger.Issue("o-buyer")
+	expiredIssuer, _ := identity.NewTokens([]byte(h.cfg.SessionSecret), time.Hour, func() time.Time { return time.Now().Add(-2 * time.Hour) })
+	expired, _, _ := expiredIssuer.Issue("o-buyer")
+	other := h.login("o-other")
+	spliced := strings.Split(other, ".")[0] + "." + strings.Split(token, ".")[1] + "." + strings.Split(other, ".")[2]
+	good := `{"product_id":"latte","quantity":1,"request_id":"bad-1"}`
+	sessions := map[string]string{"no token": "", "forged token": forged, "expired token": expired, "garbage token": "v1.abc.def", "payload swapped into a token": spliced}
+
 	before := h.dbSnapshot()
+	answers := map[string]int{}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			h.post("/createOrder", token, c.body).want(t, c.status, c.code)
+			r := h.post("/createOrder", token, c.body)
+			answers[statusKey(r.status)]++
+			r.want(t, c.status, c.code)
 			h.noOrderFor("o-buyer", "bad-1")
 		})
 	}
-	if d := before.diff(h.dbSnapshot()); d != "" {
-		t.Fatalf("rejected requests wrote to the store:\n%s", d)
+	for name, tok := range sessions {
+		t.Run(name, func(t *testing.T) {
+			r := h.post("/createOrder", tok, good)
+			answers[statusKey(r.status)]++
+			r.want(t, 401, "UNAUTHENTICATED")
+			h.noOrderFor("o-buyer", "bad-1")
+		})
 	}
+	after := h.dbSnapshot()
+	changes := 0
+	if d := before.diff(after); d != "" {
+		changes = 1
+		t.Errorf("rejected requests wrote to the store:\n%s", d)
+	}
+	report(t, figures{Case: "client attacks on createOrder (" + strconv.Itoa(len(cases)+len(sessions)) + " kinds)", Tried: len(cases) + len(sessions),
+		Answers: answers, StateChanges: changes})
+	// Control: the same buyer's valid session and body do create the order,
+	// so each refusal above is the fault of the one thing its case got wrong.
+	h.post("/createOrder", token, good).want(t, 201, "")
 }
 
 func TestCreateOrderIsIdempotentPerRequestID(t *testing.T) {

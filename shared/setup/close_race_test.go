@@ -21,7 +21,7 @@ import (
 // won, and one decision either way (design.md invariant 4, "payment after
 // close, close after payment").
 func TestCloseRacingPayEndsInWeChatPaysState(t *testing.T) {
-	n := reliabilityN(t, 40)
+	n := reliabilityNFrom(t, "PAYFN_RELIABILITY_CLOSE_N", 40)
 	var cmu sync.Mutex
 	now := time.Now()
 	clock := func() time.Time { cmu.Lock(); defer cmu.Unlock(); return now }
@@ -135,8 +135,14 @@ func TestCloseRacingPayEndsInWeChatPaysState(t *testing.T) {
 			t.Errorf("%s is %s at WeChat Pay after the sweeps", id, tr.TradeState)
 		}
 	}
-	if w := r.faults.allWins(); w != n {
-		t.Errorf("%d decisions for %d orders", w, n)
+	// The store is the record of decisions: one claim per order (checked
+	// above). The wins counted at the wrapper can fall short of it under
+	// load: a delivery the simulator gave up on (5 s) cancels a claim insert
+	// the store still makes, and the retry then finds it (not won) and
+	// applies it. They can never exceed it.
+	decisions := len(r.dbSnapshot()["claims"])
+	if decisions != n || r.faults.allWins() > n {
+		t.Errorf("%d decisions stored (%d won) for %d orders", decisions, r.faults.allWins(), n)
 	}
 	t.Logf("%d orders: %d paid first, %d closed first", n, paid, closed)
 	if closed == 0 {
@@ -144,7 +150,7 @@ func TestCloseRacingPayEndsInWeChatPaysState(t *testing.T) {
 	}
 	report(t, figures{Case: fmt.Sprintf("closeExpired racing pay on %d orders (%d paid first, %d closed first)", n, paid, closed),
 		Tried: n, Answers: map[string]int{"paid": paid, "closed": closed}, LedgerRows: paid,
-		Transitions: r.faults.allWins(), DuplicatesFulfilled: r.faults.allWins() - n})
+		Transitions: decisions, DuplicatesFulfilled: decisions - n})
 }
 
 // pollUntil checks cond every millisecond until it holds or d passes.

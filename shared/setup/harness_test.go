@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
 	"github.com/payfn/payfn/shared/config"
 	"github.com/payfn/payfn/shared/order"
 	"github.com/payfn/payfn/shared/paysim"
@@ -60,19 +62,22 @@ func keys(t testing.TB) {
 // store, and every function behind one HTTP server, wired by setup exactly
 // as a deployment would be.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	sim   *paysim.Server
 	stack *setup.Stack
 	url   string
 	cfg   config.Config
+
+	snapMu     sync.Mutex
+	snapClient *mongo.Client // see snapshotDB
 }
 
-func newHarness(t *testing.T, edit ...func(*config.Config)) *harness {
+func newHarness(t testing.TB, edit ...func(*config.Config)) *harness {
 	t.Helper()
 	return newHarnessWith(t, setup.Options{}, edit...)
 }
 
-func newHarnessWith(t *testing.T, opts setup.Options, edit ...func(*config.Config)) *harness {
+func newHarnessWith(t testing.TB, opts setup.Options, edit ...func(*config.Config)) *harness {
 	t.Helper()
 	keys(t)
 	sim, err := paysim.New(paysim.Options{
@@ -118,7 +123,7 @@ func newHarnessWith(t *testing.T, opts setup.Options, edit ...func(*config.Confi
 	return &harness{t: t, sim: sim, stack: stack, url: srv.URL, cfg: cfg}
 }
 
-func seed(t *testing.T, s *setup.Stack) {
+func seed(t testing.TB, s *setup.Stack) {
 	t.Helper()
 	err := s.Store.UpsertProducts(context.Background(),
 		order.Product{ID: "latte", Title: "Latte", PriceFen: 2800, Active: true},
@@ -175,7 +180,7 @@ func (h *harness) postJSON(path, token string, v any) reply {
 }
 
 // want fails unless the reply has the status and, for errors, the code.
-func (r reply) want(t *testing.T, status int, code string) reply {
+func (r reply) want(t testing.TB, status int, code string) reply {
 	t.Helper()
 	if r.status != status || (code != "" && r.str("code") != code) {
 		t.Fatalf("got %d %s, want %d %s", r.status, r.raw, status, code)

@@ -14,9 +14,20 @@ import (
 	"github.com/payfn/payfn/shared/paysim"
 )
 
-// defaultRaceN is the race size in `go test ./...`; scripts/reliability runs
-// 1,000 and more through PAYFN_RELIABILITY_N.
-const defaultRaceN = 200
+// defaultRaceN is the race size in `go test ./...`: the issue's 1,000
+// concurrent deliveries, a few seconds on a 2-core machine.
+// scripts/reliability runs more through PAYFN_RELIABILITY_N.
+const defaultRaceN = 1000
+
+// defaultCreateRaceN sizes the createOrder race, which is not a payment
+// invariant of the issue's and need not cost the suite 1,000 requests.
+const defaultCreateRaceN = 200
+
+// defaultQueryRaceN sizes the queryOrder race in `go test ./...`: each
+// queryOrder also calls WeChat Pay, and 500 such calls at once on a loaded
+// 2-core CI machine outlast the channel timeout (an honest 503, but not
+// what this test is about). scripts/reliability runs it at 1,000.
+const defaultQueryRaceN = 200
 
 // raceClient keeps every racer on its own connection: the point is many
 // requests in flight at once, not queued behind two idle connections.
@@ -130,7 +141,7 @@ func TestConcurrentDeliveriesOfOneNotificationPayOnce(t *testing.T) {
 // reconciles with WeChat Pay while the notification arrives, N/2 of each at
 // once. One decision, one ledger row, every answer 200 and PAID.
 func TestNotificationsRacingQueryOrderDecideOnce(t *testing.T) {
-	n := reliabilityN(t, defaultRaceN)
+	n := reliabilityN(t, defaultQueryRaceN)
 	r := newRig(t, rigOptions{})
 	id, token, tx := r.paidAtWeChat(t)
 	hdr, body, err := r.sim.BuildNotification(tx, paysim.NotifyOptions{})
@@ -157,7 +168,7 @@ func TestNotificationsRacingQueryOrderDecideOnce(t *testing.T) {
 // TestConcurrentCreateOrderWithOneRequestIDMakesOneOrder: a retried tap sent
 // N times at once creates one order; every caller gets that order.
 func TestConcurrentCreateOrderWithOneRequestIDMakesOneOrder(t *testing.T) {
-	n := reliabilityN(t, defaultRaceN)
+	n := reliabilityN(t, defaultCreateRaceN)
 	r := newRig(t, rigOptions{})
 	token := r.login("o-buyer")
 	hdr := http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + token}}

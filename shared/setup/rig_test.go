@@ -51,13 +51,21 @@ import (
 // otherwise def, small enough for `go test ./...` on a 2-core CI machine.
 func reliabilityN(t testing.TB, def int) int {
 	t.Helper()
-	v := os.Getenv("PAYFN_RELIABILITY_N")
+	return reliabilityNFrom(t, "PAYFN_RELIABILITY_N", def)
+}
+
+// reliabilityNFrom is reliabilityN read from env. The close race has its own
+// (PAYFN_RELIABILITY_CLOSE_N): each of its racers is a whole order, set up
+// and swept in batches, so it costs far more per racer than a delivery.
+func reliabilityNFrom(t testing.TB, env string, def int) int {
+	t.Helper()
+	v := os.Getenv(env)
 	if v == "" {
 		return def
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 2 {
-		t.Fatalf("PAYFN_RELIABILITY_N=%q: want an integer >= 2", v)
+		t.Fatalf("%s=%q: want an integer >= 2", env, v)
 	}
 	return n
 }
@@ -380,33 +388,52 @@ type snapshot map[string][]string
 // checked on the store itself, not on one order the test thought of.
 func (h *harness) dbSnapshot() snapshot {
 	h.t.Helper()
+	return h.snapshotFor(h.t)
+}
+
+// snapshotFor is dbSnapshot failing tb: a fuzz target's *testing.T, since a
+// fuzz function may not call its *testing.F.
+func (h *harness) snapshotFor(tb testing.TB) snapshot {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := mongo.Connect(options.Client().ApplyURI(h.cfg.MongoURI))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer c.Disconnect(ctx)
-	db := c.Database(h.cfg.MongoDatabase)
+	db := h.snapshotDB(tb)
 	snap := snapshot{}
 	for _, coll := range []string{"orders", "payments", "claims", "products"} {
 		cur, err := db.Collection(coll).Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 		if err != nil {
-			h.t.Fatalf("snapshot %s: %v", coll, err)
+			tb.Fatalf("snapshot %s: %v", coll, err)
 		}
 		var docs []bson.Raw
 		if err := cur.All(ctx, &docs); err != nil {
-			h.t.Fatalf("snapshot %s: %v", coll, err)
+			tb.Fatalf("snapshot %s: %v", coll, err)
 		}
 		for _, d := range docs {
 			b, err := bson.MarshalExtJSON(d, true, false)
 			if err != nil {
-				h.t.Fatal(err)
+				tb.Fatal(err)
 			}
 			snap[coll] = append(snap[coll], string(b))
 		}
 	}
 	return snap
+}
+
+// snapshotDB is the harness's database through a client of its own, kept
+// for the harness's life: fuzz targets snapshot on every input.
+func (h *harness) snapshotDB(tb testing.TB) *mongo.Database {
+	tb.Helper()
+	h.snapMu.Lock()
+	defer h.snapMu.Unlock()
+	if h.snapClient == nil {
+		c, err := mongo.Connect(options.Client().ApplyURI(h.cfg.MongoURI))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		h.snapClient = c
+		h.t.Cleanup(func() { c.Disconnect(context.Background()) })
+	}
+	return h.snapClient.Database(h.cfg.MongoDatabase)
 }
 
 // diff describes how b differs from a, or "" when they are equal.

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"net/http"
 	"strconv"
 	"testing"
@@ -81,6 +82,7 @@ func FuzzParseSignedNotification(f *testing.F) {
 	f.Add("WECHATPAY2-SM2-WITH-SM3", []byte(`{}`))
 	f.Add("", []byte(`{"resource":{"algorithm":"AEAD_AES_256_GCM","nonce":"abcdefghijkl","ciphertext":"","associated_data":""}}`))
 	serial := sim.Keys().PublicKeyID
+	capMinimization(f)
 	f.Fuzz(func(t *testing.T, sigType string, body []byte) {
 		ts := strconv.FormatInt(time.Now().Unix(), 10)
 		nonce := "fuzznonce"
@@ -134,4 +136,18 @@ func FuzzParseSignedNotification(f *testing.F) {
 			t.Fatalf("returned %+v, but the resource says %s", n, plain)
 		}
 	})
+}
+
+// capMinimization caps how long the fuzzer minimises each new input, unless
+// -fuzzminimizetime was given. RSA signing blinds with fresh randomness, so
+// coverage varies from run to run and inputs keep looking new; minimising
+// each for the default 60 s stalls fuzzing at 0 execs/s.
+func capMinimization(f *testing.F) {
+	set := false
+	flag.Visit(func(fl *flag.Flag) { set = set || fl.Name == "test.fuzzminimizetime" })
+	if !set {
+		if err := flag.Set("test.fuzzminimizetime", "10x"); err != nil {
+			f.Fatal(err)
+		}
+	}
 }
