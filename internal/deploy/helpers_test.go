@@ -153,6 +153,8 @@ func plausible(t *testing.T, name string) string {
 		return "https://pay.example.com/notify/wechatpay/refund"
 	case "WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_PUBLIC_KEY":
 		return ""
+	case "WECHATPAY_ACCEPT_PLATFORM_CERTS":
+		return "false"
 	}
 	t.Fatalf("plausible: no test value for %s; add one", name)
 	return ""

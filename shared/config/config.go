@@ -29,15 +29,20 @@ type Config struct {
 	SessionSecret string        // PAYFN_SESSION_SECRET (secret): at least 32 bytes, signs session tokens
 	SessionTTL    time.Duration // PAYFN_SESSION_TTL: default 2h
 
-	MchID            string        // WECHATPAY_MCHID: merchant id
-	MchCertSerial    string        // WECHATPAY_MCH_CERT_SERIAL: serial of the merchant API certificate
-	MchPrivateKeyPEM string        // WECHATPAY_MCH_PRIVATE_KEY (secret): PKCS#8 PEM of the merchant API key
-	APIv3Key         string        // WECHATPAY_APIV3_KEY (secret): exactly 32 bytes
-	NotifyURL        string        // WECHATPAY_NOTIFY_URL: public https URL of verifyPayment, no query
-	PublicKeyID      string        // WECHATPAY_PUBLIC_KEY_ID: PUB_KEY_ID_...; empty = platform-certificate mode
-	PublicKeyPEM     string        // WECHATPAY_PUBLIC_KEY: the WeChat Pay public key (PEM)
-	PayBaseURL       string        // WECHATPAY_BASE_URL: default the real WeChat Pay; the simulator's URL locally
-	PayTimeout       time.Duration // WECHATPAY_TIMEOUT: default 8s, below the function timeout
+	MchID            string // WECHATPAY_MCHID: merchant id
+	MchCertSerial    string // WECHATPAY_MCH_CERT_SERIAL: serial of the merchant API certificate
+	MchPrivateKeyPEM string // WECHATPAY_MCH_PRIVATE_KEY (secret): PKCS#8 PEM of the merchant API key
+	APIv3Key         string // WECHATPAY_APIV3_KEY (secret): exactly 32 bytes
+	NotifyURL        string // WECHATPAY_NOTIFY_URL: public https URL of verifyPayment, no query
+	PublicKeyID      string // WECHATPAY_PUBLIC_KEY_ID: PUB_KEY_ID_...; empty = platform-certificate mode
+	PublicKeyPEM     string // WECHATPAY_PUBLIC_KEY: the WeChat Pay public key (PEM)
+	// AcceptPlatformCerts (WECHATPAY_ACCEPT_PLATFORM_CERTS=true), with
+	// public-key mode, also accepts notifications signed by a platform
+	// certificate: WeChat Pay moves notifications to the public key over
+	// days, and both kinds arrive meanwhile.
+	AcceptPlatformCerts bool
+	PayBaseURL          string        // WECHATPAY_BASE_URL: default the real WeChat Pay; the simulator's URL locally
+	PayTimeout          time.Duration // WECHATPAY_TIMEOUT: default 8s, below the function timeout
 
 	RefundNotifyURL string // WECHATPAY_REFUND_NOTIFY_URL: refund outcomes; default WECHATPAY_NOTIFY_URL + "/refund"
 
@@ -75,26 +80,38 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		return d
 	}
+	boolean := func(name string) bool {
+		switch v := strings.ToLower(strings.TrimSpace(getenv(name))); v {
+		case "", "false", "0":
+			return false
+		case "true", "1":
+			return true
+		default:
+			errs = append(errs, fmt.Errorf("%s=%q is not true or false", name, v))
+			return false
+		}
+	}
 	c := Config{
-		MongoURI:         strings.TrimSpace(getenv("MONGODB_URI")),
-		MongoDatabase:    strings.TrimSpace(getenv("MONGODB_DATABASE")),
-		AppID:            strings.TrimSpace(getenv("WECHAT_APPID")),
-		AppSecret:        strings.TrimSpace(getenv("WECHAT_APPSECRET")),
-		LoginBaseURL:     strings.TrimSpace(getenv("WECHAT_API_BASE_URL")),
-		SessionSecret:    getenv("PAYFN_SESSION_SECRET"),
-		SessionTTL:       duration("PAYFN_SESSION_TTL", 2*time.Hour),
-		MchID:            strings.TrimSpace(getenv("WECHATPAY_MCHID")),
-		MchCertSerial:    strings.TrimSpace(getenv("WECHATPAY_MCH_CERT_SERIAL")),
-		MchPrivateKeyPEM: pemText(getenv("WECHATPAY_MCH_PRIVATE_KEY")),
-		APIv3Key:         getenv("WECHATPAY_APIV3_KEY"),
-		NotifyURL:        strings.TrimSpace(getenv("WECHATPAY_NOTIFY_URL")),
-		PublicKeyID:      strings.TrimSpace(getenv("WECHATPAY_PUBLIC_KEY_ID")),
-		PublicKeyPEM:     pemText(getenv("WECHATPAY_PUBLIC_KEY")),
-		PayBaseURL:       strings.TrimSpace(getenv("WECHATPAY_BASE_URL")),
-		PayTimeout:       duration("WECHATPAY_TIMEOUT", 8*time.Second),
-		RefundNotifyURL:  strings.TrimSpace(getenv("WECHATPAY_REFUND_NOTIFY_URL")),
-		AdminKey:         getenv("PAYFN_ADMIN_KEY"),
-		OrderTTL:         duration("PAYFN_ORDER_TTL", 30*time.Minute),
+		MongoURI:            strings.TrimSpace(getenv("MONGODB_URI")),
+		MongoDatabase:       strings.TrimSpace(getenv("MONGODB_DATABASE")),
+		AppID:               strings.TrimSpace(getenv("WECHAT_APPID")),
+		AppSecret:           strings.TrimSpace(getenv("WECHAT_APPSECRET")),
+		LoginBaseURL:        strings.TrimSpace(getenv("WECHAT_API_BASE_URL")),
+		SessionSecret:       getenv("PAYFN_SESSION_SECRET"),
+		SessionTTL:          duration("PAYFN_SESSION_TTL", 2*time.Hour),
+		MchID:               strings.TrimSpace(getenv("WECHATPAY_MCHID")),
+		MchCertSerial:       strings.TrimSpace(getenv("WECHATPAY_MCH_CERT_SERIAL")),
+		MchPrivateKeyPEM:    pemText(getenv("WECHATPAY_MCH_PRIVATE_KEY")),
+		APIv3Key:            getenv("WECHATPAY_APIV3_KEY"),
+		NotifyURL:           strings.TrimSpace(getenv("WECHATPAY_NOTIFY_URL")),
+		PublicKeyID:         strings.TrimSpace(getenv("WECHATPAY_PUBLIC_KEY_ID")),
+		PublicKeyPEM:        pemText(getenv("WECHATPAY_PUBLIC_KEY")),
+		AcceptPlatformCerts: boolean("WECHATPAY_ACCEPT_PLATFORM_CERTS"),
+		PayBaseURL:          strings.TrimSpace(getenv("WECHATPAY_BASE_URL")),
+		PayTimeout:          duration("WECHATPAY_TIMEOUT", 8*time.Second),
+		RefundNotifyURL:     strings.TrimSpace(getenv("WECHATPAY_REFUND_NOTIFY_URL")),
+		AdminKey:            getenv("PAYFN_ADMIN_KEY"),
+		OrderTTL:            duration("PAYFN_ORDER_TTL", 30*time.Minute),
 	}
 	if c.MongoDatabase == "" {
 		c.MongoDatabase = "payfn"
@@ -133,6 +150,9 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if (c.PublicKeyID == "") != (c.PublicKeyPEM == "") {
 		errs = append(errs, errors.New("set WECHATPAY_PUBLIC_KEY_ID and WECHATPAY_PUBLIC_KEY together (public-key mode) or neither (platform-certificate mode)"))
+	}
+	if c.AcceptPlatformCerts && c.PublicKeyID == "" {
+		errs = append(errs, errors.New("WECHATPAY_ACCEPT_PLATFORM_CERTS is for public-key mode (platform-certificate mode already accepts them): set WECHATPAY_PUBLIC_KEY_ID and WECHATPAY_PUBLIC_KEY too, or leave it unset"))
 	}
 	return c, errors.Join(errs...)
 }
@@ -193,6 +213,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("wechatpay_apiv3_key", set(c.APIv3Key)),
 		slog.String("wechatpay_notify_url", c.NotifyURL),
 		slog.String("wechatpay_public_key_id", c.PublicKeyID),
+		slog.Bool("wechatpay_accept_platform_certs", c.AcceptPlatformCerts),
 		slog.String("wechatpay_base_url", c.PayBaseURL),
 		slog.String("wechatpay_refund_notify_url", c.RefundNotifyURL),
 		slog.String("admin_key", set(c.AdminKey)),

@@ -96,3 +96,38 @@ func TestLogValueRedactsSecrets(t *testing.T) {
 		}
 	}
 }
+
+func TestAcceptPlatformCertsIsABooleanForPublicKeyModeOnly(t *testing.T) {
+	publicKey := map[string]string{"WECHATPAY_PUBLIC_KEY_ID": "PUB_KEY_ID_1", "WECHATPAY_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----"}
+	with := func(v string, m map[string]string) map[string]string {
+		out := map[string]string{"WECHATPAY_ACCEPT_PLATFORM_CERTS": v}
+		for k, x := range m {
+			out[k] = x
+		}
+		return out
+	}
+	for _, c := range []struct {
+		value  string
+		env    map[string]string
+		want   bool
+		errHas string
+	}{
+		{"", publicKey, false, ""},
+		{"false", publicKey, false, ""},
+		{"TRUE", publicKey, true, ""},
+		{"1", publicKey, true, ""},
+		{"yes", publicKey, false, "WECHATPAY_ACCEPT_PLATFORM_CERTS"},
+		{"true", nil, false, "public-key mode"},
+	} {
+		cfg, err := config.Load(env(with(c.value, c.env)))
+		if c.errHas != "" {
+			if err == nil || !strings.Contains(err.Error(), c.errHas) {
+				t.Errorf("%q: err = %v, want one naming %q", c.value, err, c.errHas)
+			}
+			continue
+		}
+		if err != nil || cfg.AcceptPlatformCerts != c.want {
+			t.Errorf("%q: AcceptPlatformCerts = %v, err = %v; want %v", c.value, cfg.AcceptPlatformCerts, err, c.want)
+		}
+	}
+}

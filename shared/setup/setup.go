@@ -245,6 +245,7 @@ func channel(cfg config.Config, logger *slog.Logger) (*wxpay.Channel, error) {
 			return nil, fmt.Errorf("wechat pay public key: %w", err)
 		}
 		wc.PublicKeyID, wc.PublicKey = cfg.PublicKeyID, pub
+		wc.PlatformCerts = cfg.AcceptPlatformCerts
 	}
 	return wxpay.New(wc)
 }
