@@ -48,6 +48,32 @@ func BenchmarkVerifyPaymentRatio(b *testing.B) {
 	b.ReportMetric(float64(p.FloorCPU), "floor-cpu-ns/op")
 }
 
+// BenchmarkVerifyPaymentUseCaseRatio is BenchmarkVerifyPaymentRatio for
+// app.VerifyPayment called directly (VerifyPaymentUseCaseOp): a secondary
+// figure without the Lambda adapter and the HTTP layer.
+func BenchmarkVerifyPaymentUseCaseRatio(b *testing.B) {
+	f, err := Shared()
+	if err != nil {
+		b.Fatal(err)
+	}
+	subject, closeFn, err := VerifyPaymentUseCaseOp(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closeFn()
+	floor, err := VerifyFloorOp(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := Compare(subject, floor, 5, b.N)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(p.Ratio, "x-floor")
+	b.ReportMetric(float64(p.SubjectCPU), "cpu-ns/op")
+	b.ReportMetric(float64(p.FloorCPU), "floor-cpu-ns/op")
+}
+
 // BenchmarkPayRatio reports pay's CPU over its signatures' floor.
 func BenchmarkPayRatio(b *testing.B) {
 	f, err := Shared()

@@ -256,6 +256,37 @@ func VerifyPaymentOp(f *Fixture) (op func(i int) error, closeFn func(), err erro
 	}, closeFn, nil
 }
 
+// VerifyPaymentUseCaseOp is VerifyPaymentOp without the deployed
+// function's layers: app.VerifyPayment (wxpay's verification and
+// decryption, the checks, ledger row, claim and order update, its log line)
+// called directly with the notification's headers and body, store in
+// memory. It is a secondary figure: it shows what the use case costs apart
+// from the Lambda event conversion and the HTTP layer.
+func VerifyPaymentUseCaseOp(f *Fixture) (op func(i int) error, closeFn func(), err error) {
+	ns, err := f.Notices(poolSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	st := newMemStore()
+	ch, err := f.Channel("", f.Keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	a := app.New(app.Config{Store: st, Channel: ch, Logger: discardLogger()})
+	ctx := context.Background()
+	return func(i int) error {
+		n := &ns[i%len(ns)]
+		st.put(n.Order, n.TxID)
+		if err := a.VerifyPayment(ctx, n.Header, n.Body); err != nil {
+			return err
+		}
+		if o, _ := st.Order(ctx, n.Order.ID); o.Status != "PAID" {
+			return fmt.Errorf("order is %s after its notification, want PAID", o.Status)
+		}
+		return nil
+	}, ch.Close, nil
+}
+
 // BenchVerifyPaymentEmbedded is BenchVerifyPayment on the real store
 // (mongo-driver) against the embedded FerretDB of the local stack, in this
 // process: cpu-ns/op includes FerretDB's and SQLite's CPU, ns/op the round

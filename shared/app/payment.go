@@ -106,19 +106,26 @@ func (a *App) settlePaid(ctx context.Context, o order.Order, tx Transaction, sou
 	if err != nil {
 		return order.Order{}, storeError("claim settlement", err)
 	}
-	log := a.log.With("order_id", o.ID, "transaction_id", tx.TransactionID, "source", source)
 	if !won && c.Status == order.StatusClosed {
 		return a.latePayment(ctx, o, tx, decision, source)
 	}
+	// The order's attributes are passed with each line rather than through
+	// Logger.With, which formats them at once even when nothing is logged;
+	// the output is the same.
+	log := func() *slog.Logger {
+		return a.log.With("order_id", o.ID, "transaction_id", tx.TransactionID, "source", source)
+	}
 	switch {
 	case won && c.Status == order.StatusPaid:
-		log.InfoContext(ctx, "order paid", "total_fen", tx.TotalFen)
+		a.log.LogAttrs(ctx, slog.LevelInfo, "order paid",
+			slog.String("order_id", o.ID), slog.String("transaction_id", tx.TransactionID),
+			slog.String("source", source), slog.Int64("total_fen", tx.TotalFen))
 	case won:
-		log.ErrorContext(ctx, "paid amount does not match the order; order moved to EXCEPTION", "paid_fen", tx.TotalFen, "currency", currency, "order_total_fen", o.TotalFen)
+		log().ErrorContext(ctx, "paid amount does not match the order; order moved to EXCEPTION", "paid_fen", tx.TotalFen, "currency", currency, "order_total_fen", o.TotalFen)
 	case c.TransactionID != tx.TransactionID:
 		// The order was already decided otherwise (closed, or paid by another
 		// transaction). The payment is in the ledger; a person must look.
-		log.ErrorContext(ctx, "payment arrived for an order already settled; recorded in the ledger", "settled_status", c.Status, "settled_transaction_id", c.TransactionID)
+		log().ErrorContext(ctx, "payment arrived for an order already settled; recorded in the ledger", "settled_status", c.Status, "settled_transaction_id", c.TransactionID)
 	}
 	return a.apply(ctx, o, c)
 }

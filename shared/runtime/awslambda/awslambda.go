@@ -76,14 +76,7 @@ func requestID(ctx context.Context, e events.APIGatewayV2HTTPRequest) string {
 }
 
 func newRequest(ctx context.Context, e events.APIGatewayV2HTTPRequest, body []byte) (*http.Request, error) {
-	header := make(http.Header, len(e.Headers)+1)
-	// Sorted so that names differing only in case merge deterministically.
-	// Values are kept whole: payload 2.0 joins repeated headers with commas,
-	// which is an equivalent field value, while splitting would corrupt
-	// values that contain commas (Authorization, User-Agent, dates).
-	for _, k := range slices.Sorted(maps.Keys(e.Headers)) {
-		header.Add(k, e.Headers[k])
-	}
+	header := newHeader(e.Headers)
 	// Payload 2.0 moves the Cookie header into the cookies array.
 	if len(e.Cookies) > 0 {
 		cookies := strings.Join(e.Cookies, "; ")
@@ -106,6 +99,61 @@ func newRequest(ctx context.Context, e events.APIGatewayV2HTTPRequest, body []by
 		Header:     header,
 		Body:       body,
 	})
+}
+
+// newHeader converts payload 2.0 headers (lower-cased names, repeated
+// headers already joined with commas) to an http.Header with canonical
+// names. Values are kept whole: a comma-joined value is an equivalent field
+// value, while splitting would corrupt values that contain commas
+// (Authorization, User-Agent, dates).
+//
+// Names that differ only in case (possible in a hand-made event, never from
+// API Gateway) merge in sorted order of the original names, so the result
+// does not depend on map iteration order. Without such names the order does
+// not matter, and the header is built in one pass without sorting, each
+// value slice cut from one shared array.
+func newHeader(in map[string]string) http.Header {
+	header := make(http.Header, len(in)+1)
+	vals := make([]string, len(in))
+	i := 0
+	for k, v := range in {
+		ck := canonicalKey(k)
+		if _, dup := header[ck]; dup {
+			clear(header)
+			for _, k := range slices.Sorted(maps.Keys(in)) {
+				header.Add(k, in[k])
+			}
+			return header
+		}
+		vals[i] = v
+		header[ck] = vals[i : i+1 : i+1] // capacity 1: an Add copies instead of overwriting a neighbour
+		i++
+	}
+	return header
+}
+
+// knownKeys maps the lower-case names API Gateway sends for the headers a
+// notification carries to their canonical form, which net/textproto would
+// otherwise allocate anew for every request (it interns only common
+// names such as Content-Type).
+var knownKeys = map[string]string{
+	"wechatpay-nonce":          "Wechatpay-Nonce",
+	"wechatpay-serial":         "Wechatpay-Serial",
+	"wechatpay-signature":      "Wechatpay-Signature",
+	"wechatpay-signature-type": "Wechatpay-Signature-Type",
+	"wechatpay-timestamp":      "Wechatpay-Timestamp",
+	"request-id":               "Request-Id",
+	"x-amzn-trace-id":          "X-Amzn-Trace-Id",
+	"x-forwarded-for":          "X-Forwarded-For",
+	"x-forwarded-port":         "X-Forwarded-Port",
+	"x-forwarded-proto":        "X-Forwarded-Proto",
+}
+
+func canonicalKey(k string) string {
+	if ck, ok := knownKeys[k]; ok {
+		return ck
+	}
+	return http.CanonicalHeaderKey(k)
 }
 
 func toResponse(res serve.Response) events.APIGatewayV2HTTPResponse {
