@@ -2,15 +2,18 @@
 // that fails:
 //
 //  1. go vet ./...
+//
 //  2. go test ./...            (unit, end-to-end, deploy and build tests)
+//
 //  3. every benchmark once     (go test -run '^$' -bench . -benchtime 1x ./...)
 //     so a benchmark that no longer runs is caught; figures come from
 //     `go run ./scripts/bench`, not from here.
+//
 //  4. every fuzz target briefly (go test -fuzz, -fuzztime each), found with
 //     go test -list '^Fuzz' ./... so a new target is fuzzed without editing
 //     this file.
 //
-//	go run ./scripts/test [-fuzztime 4s] [-skip-fuzz] [-skip-bench]
+//     go run ./scripts/test [-fuzztime 4s] [-skip-fuzz] [-skip-bench]
 package main
 
 import (
