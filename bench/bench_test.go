@@ -25,67 +25,34 @@ func BenchmarkRSASign(b *testing.B)               { BenchRSASign(b) }
 
 // BenchmarkVerifyPaymentRatio reports verifyPayment's CPU over its floor's,
 // measured in alternating blocks (see Compare).
-func BenchmarkVerifyPaymentRatio(b *testing.B) {
-	f, err := Shared()
-	if err != nil {
-		b.Fatal(err)
-	}
-	subject, closeFn, err := VerifyPaymentOp(f)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer closeFn()
-	floor, err := VerifyFloorOp(f)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := Compare(subject, floor, 5, b.N)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(p.Ratio, "x-floor")
-	b.ReportMetric(float64(p.SubjectCPU), "cpu-ns/op")
-	b.ReportMetric(float64(p.FloorCPU), "floor-cpu-ns/op")
-}
+func BenchmarkVerifyPaymentRatio(b *testing.B) { benchRatio(b, VerifyPaymentOp, VerifyFloorOp) }
 
 // BenchmarkVerifyPaymentUseCaseRatio is BenchmarkVerifyPaymentRatio for
 // app.VerifyPayment called directly (VerifyPaymentUseCaseOp): a secondary
 // figure without the Lambda adapter and the HTTP layer.
 func BenchmarkVerifyPaymentUseCaseRatio(b *testing.B) {
-	f, err := Shared()
-	if err != nil {
-		b.Fatal(err)
-	}
-	subject, closeFn, err := VerifyPaymentUseCaseOp(f)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer closeFn()
-	floor, err := VerifyFloorOp(f)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := Compare(subject, floor, 5, b.N)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(p.Ratio, "x-floor")
-	b.ReportMetric(float64(p.SubjectCPU), "cpu-ns/op")
-	b.ReportMetric(float64(p.FloorCPU), "floor-cpu-ns/op")
+	benchRatio(b, VerifyPaymentUseCaseOp, VerifyFloorOp)
 }
 
 // BenchmarkPayRatio reports pay's CPU over its signatures' floor.
-func BenchmarkPayRatio(b *testing.B) {
+func BenchmarkPayRatio(b *testing.B) { benchRatio(b, PayOp, PayFloorOp) }
+
+// benchRatio runs a subject against its floor with Compare and reports the
+// ratio and both CPU figures.
+func benchRatio(b *testing.B,
+	subjectOp func(*Fixture) (func(int) error, func(), error),
+	floorOp func(*Fixture) (func(int) error, error),
+) {
 	f, err := Shared()
 	if err != nil {
 		b.Fatal(err)
 	}
-	subject, closeFn, err := PayOp(f)
+	subject, closeFn, err := subjectOp(f)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer closeFn()
-	floor, err := PayFloorOp(f)
+	floor, err := floorOp(f)
 	if err != nil {
 		b.Fatal(err)
 	}
