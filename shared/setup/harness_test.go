@@ -31,6 +31,8 @@ const (
 	testAppID = "wx1234567890abcdef"
 	testMchID = "1900000109"
 	testAPIv3 = "0123456789abcdef0123456789abcdef"
+	// testMchSerial is the merchant certificate's serial the simulator expects.
+	testMchSerial = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
 	// testAdminKey authenticates the merchant's refund calls in tests.
 	testAdminKey = "admin-key-admin-key-admin-key-admin"
 )
@@ -39,6 +41,7 @@ var (
 	keyOnce     sync.Once
 	merchantKey *rsa.PrivateKey
 	otherKey    *rsa.PrivateKey
+	platformKey *rsa.PrivateKey // the simulator's, shared so each test need not make one
 	merchantPEM string
 )
 
@@ -51,6 +54,9 @@ func keys(t testing.TB) {
 			panic(err)
 		}
 		if otherKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			panic(err)
+		}
+		if platformKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
 			panic(err)
 		}
 		der, _ := x509.MarshalPKCS8PrivateKey(merchantKey)
@@ -79,37 +85,10 @@ func newHarness(t testing.TB, edit ...func(*config.Config)) *harness {
 
 func newHarnessWith(t testing.TB, opts setup.Options, edit ...func(*config.Config)) *harness {
 	t.Helper()
-	keys(t)
-	sim, err := paysim.New(paysim.Options{
-		MchID: testMchID, AppID: testAppID, AppSecret: "app-secret", APIv3Key: testAPIv3,
-		MerchantSerial: "5157F09EFDC096DE15EBE81A47057A7232F1B8E1", MerchantPublicKey: &merchantKey.PublicKey,
-		RetrySchedule: []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-
-	var handler atomic.Value
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		handler.Load().(http.Handler).ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-
+	sim := startSim(t, []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond})
+	front, url := frontServer(t)
 	uri, db := storetest.URI(t)
-	k := sim.Keys()
-	cfg := config.Config{
-		MongoURI: uri, MongoDatabase: db,
-		AppID: testAppID, AppSecret: "app-secret", LoginBaseURL: sim.URL(),
-		SessionSecret: strings.Repeat("s", 32), SessionTTL: time.Hour, AdminKey: testAdminKey,
-		MchID: testMchID, MchCertSerial: "5157F09EFDC096DE15EBE81A47057A7232F1B8E1", MchPrivateKeyPEM: merchantPEM,
-		APIv3Key: testAPIv3, NotifyURL: srv.URL + "/notify/wechatpay",
-		PublicKeyID: k.PublicKeyID, PublicKeyPEM: k.PublicKeyPEM,
-		PayBaseURL: sim.URL(), PayTimeout: 5 * time.Second, OrderTTL: 30 * time.Minute,
-	}
+	cfg := testConfig(sim, url, uri, db, 30*time.Minute)
 	for _, e := range edit {
 		e(&cfg)
 	}
@@ -118,9 +97,57 @@ func newHarnessWith(t testing.TB, opts setup.Options, edit ...func(*config.Confi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stack.Close(context.Background()) })
-	handler.Store(stack.Handler)
+	front.Store(stack.Handler)
 	seed(t, stack)
-	return &harness{t: t, sim: sim, stack: stack, url: srv.URL, cfg: cfg}
+	return &harness{t: t, sim: sim, stack: stack, url: url, cfg: cfg}
+}
+
+// startSim starts the WeChat Pay simulator on loopback with the test
+// merchant and the given notification retry schedule.
+func startSim(t testing.TB, retry []time.Duration) *paysim.Server {
+	t.Helper()
+	keys(t)
+	sim, err := paysim.New(paysim.Options{
+		MchID: testMchID, AppID: testAppID, AppSecret: "app-secret", APIv3Key: testAPIv3,
+		MerchantSerial: testMchSerial, MerchantPublicKey: &merchantKey.PublicKey,
+		PlatformKey: platformKey, RetrySchedule: retry,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	return sim
+}
+
+// frontServer is the functions' public HTTP server; its handler is stored
+// once the stack exists, because the stack's config needs the server's URL
+// (the notify URL).
+func frontServer(t testing.TB) (*atomic.Value, string) {
+	t.Helper()
+	var handler atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handler.Load().(http.Handler).ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return &handler, srv.URL
+}
+
+// testConfig is the configuration of a stack served at url against sim and
+// the store at uri/db, with orders living ttl and sessions twice that.
+func testConfig(sim *paysim.Server, url, uri, db string, ttl time.Duration) config.Config {
+	k := sim.Keys()
+	return config.Config{
+		MongoURI: uri, MongoDatabase: db,
+		AppID: testAppID, AppSecret: "app-secret", LoginBaseURL: sim.URL(),
+		SessionSecret: strings.Repeat("s", 32), SessionTTL: 2 * ttl, AdminKey: testAdminKey,
+		MchID: testMchID, MchCertSerial: testMchSerial, MchPrivateKeyPEM: merchantPEM,
+		APIv3Key: testAPIv3, NotifyURL: url + "/notify/wechatpay",
+		PublicKeyID: k.PublicKeyID, PublicKeyPEM: k.PublicKeyPEM,
+		PayBaseURL: sim.URL(), PayTimeout: 5 * time.Second, OrderTTL: ttl,
+	}
 }
 
 func seed(t testing.TB, s *setup.Stack) {

@@ -26,7 +26,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,7 +34,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/payfn/payfn/shared/app"
-	"github.com/payfn/payfn/shared/config"
 	"github.com/payfn/payfn/shared/identity"
 	"github.com/payfn/payfn/shared/order"
 	"github.com/payfn/payfn/shared/paysim"
@@ -281,11 +279,6 @@ func (f *faultStore) ApplyClaim(ctx context.Context, c order.Claim) error {
 	return f.after(opApplyClaim, true)
 }
 
-var (
-	platformOnce sync.Once
-	platformKey  *rsa.PrivateKey
-)
-
 // rigOptions adjust newRig.
 type rigOptions struct {
 	retry   []time.Duration  // the simulator's notification retry schedule; default 5 quick retries
@@ -306,13 +299,6 @@ type rig struct {
 
 func newRig(t *testing.T, o rigOptions) *rig {
 	t.Helper()
-	keys(t)
-	platformOnce.Do(func() {
-		var err error
-		if platformKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			panic(err)
-		}
-	})
 	if o.retry == nil {
 		o.retry = []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 50 * time.Millisecond}
 	}
@@ -322,35 +308,10 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	if o.ttl == 0 {
 		o.ttl = 30 * time.Minute
 	}
-	sim, err := paysim.New(paysim.Options{
-		MchID: testMchID, AppID: testAppID, AppSecret: "app-secret", APIv3Key: testAPIv3,
-		MerchantSerial: "5157F09EFDC096DE15EBE81A47057A7232F1B8E1", MerchantPublicKey: &merchantKey.PublicKey,
-		PlatformKey: platformKey, RetrySchedule: o.retry,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-
-	var handler atomic.Value
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		handler.Load().(http.Handler).ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-
+	sim := startSim(t, o.retry)
+	front, url := frontServer(t)
+	cfg := testConfig(sim, url, o.uri, o.db, o.ttl)
 	k := sim.Keys()
-	cfg := config.Config{
-		MongoURI: o.uri, MongoDatabase: o.db,
-		AppID: testAppID, AppSecret: "app-secret", LoginBaseURL: sim.URL(),
-		SessionSecret: strings.Repeat("s", 32), SessionTTL: 2 * o.ttl,
-		MchID: testMchID, MchCertSerial: "5157F09EFDC096DE15EBE81A47057A7232F1B8E1", MchPrivateKeyPEM: merchantPEM,
-		APIv3Key: testAPIv3, NotifyURL: srv.URL + "/notify/wechatpay",
-		PublicKeyID: k.PublicKeyID, PublicKeyPEM: k.PublicKeyPEM,
-		PayBaseURL: sim.URL(), PayTimeout: 5 * time.Second, OrderTTL: o.ttl,
-	}
 	real, err := store.New(store.Options{URI: cfg.MongoURI, Database: cfg.MongoDatabase, ServerSelectionTimeout: o.sst})
 	if err != nil {
 		t.Fatal(err)
@@ -375,9 +336,9 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	a := app.New(app.Config{Store: fs, Channel: ch, Sessions: sessions, Codes: codes, OrderTTL: cfg.OrderTTL, Now: o.now})
 	stack := &setup.Stack{Handler: httpapi.New(a, nil).Routes(), Store: real, Channel: ch, App: a}
 	t.Cleanup(func() { stack.Close(context.Background()) })
-	handler.Store(stack.Handler)
+	front.Store(stack.Handler)
 	seed(t, stack)
-	return &rig{harness: &harness{t: t, sim: sim, stack: stack, url: srv.URL, cfg: cfg}, faults: fs}
+	return &rig{harness: &harness{t: t, sim: sim, stack: stack, url: url, cfg: cfg}, faults: fs}
 }
 
 // snapshot is everything the store holds that a request could change:
