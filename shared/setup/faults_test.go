@@ -41,9 +41,7 @@ func wantCutOff(t *testing.T, mode faultMode, status int, okStatuses ...int) {
 // the order to WeChat Pay's state (PAID by its transaction) with one ledger
 // row and one decision: nothing paid twice, nothing lost.
 func TestAFaultAtAnySettlementWriteIsRecoveredByTheRetryOrAQuery(t *testing.T) {
-	var mu sync.Mutex
-	tried, recovered := 0, 0
-	answers := map[string]int{}
+	tally := &faultTally{answers: map[string]int{}}
 	for _, op := range []string{opRecordPayment, opClaim, opApplyClaim} {
 		for _, mode := range allModes {
 			t.Run(fmt.Sprintf("%s, %s, recovered by the retry", op, mode), func(t *testing.T) {
@@ -69,13 +67,7 @@ func TestAFaultAtAnySettlementWriteIsRecoveredByTheRetryOrAQuery(t *testing.T) {
 				tx := r.paidTx(id, "o-buyer", 2800)
 				tx.TransactionID = paid.TransactionID
 				r.decidedOnce(t, id, tx)
-				mu.Lock()
-				tried++
-				answers[statusKey(ds[0].Status)]++
-				if !t.Failed() {
-					recovered++
-				}
-				mu.Unlock()
+				tally.record(t, ds[0].Status)
 			})
 			t.Run(fmt.Sprintf("%s, %s, recovered by queryOrder", op, mode), func(t *testing.T) {
 				t.Parallel()
@@ -91,19 +83,12 @@ func TestAFaultAtAnySettlementWriteIsRecoveredByTheRetryOrAQuery(t *testing.T) {
 					t.Fatalf("queryOrder after the fault = %s", q.raw)
 				}
 				r.decidedOnce(t, id, tx)
-				mu.Lock()
-				tried++
-				answers[statusKey(first.status)]++
-				if !t.Failed() {
-					recovered++
-				}
-				mu.Unlock()
+				tally.record(t, first.status)
 			})
 		}
 	}
 	t.Cleanup(func() {
-		report(t, figures{Case: fmt.Sprintf("settlement write faults (%d points x %d modes x 2 recoveries)", 3, len(allModes)),
-			Tried: tried, Answers: answers, LedgerRows: recovered, Transitions: recovered, StateChanges: tried - recovered})
+		report(t, tally.figures(fmt.Sprintf("settlement write faults (%d points x %d modes x 2 recoveries)", 3, len(allModes))))
 	})
 }
 
@@ -114,9 +99,7 @@ func TestAFaultAtAnySettlementWriteIsRecoveredByTheRetryOrAQuery(t *testing.T) {
 // queryOrder meanwhile reports WeChat Pay's state (NOTPAY), and the payment
 // then settles the order once.
 func TestAFaultAtCreateOrderOrPayIsRecoveredWithoutDuplicates(t *testing.T) {
-	var mu sync.Mutex
-	tried, recovered := 0, 0
-	answers := map[string]int{}
+	tally := &faultTally{answers: map[string]int{}}
 	for _, mode := range allModes {
 		t.Run(fmt.Sprintf("%s, %s", opInsertOrder, mode), func(t *testing.T) {
 			t.Parallel()
@@ -139,21 +122,8 @@ func TestAFaultAtCreateOrderOrPayIsRecoveredWithoutDuplicates(t *testing.T) {
 			}
 			id := again.str("order_id")
 			prepayID, _ := r.pay(token, id)
-			paid, err := r.sim.Pay(context.Background(), prepayID, paysim.PayOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.waitAcked(id)
-			tx := r.paidTx(id, "o-buyer", 2800)
-			tx.TransactionID = paid.TransactionID
-			r.decidedOnce(t, id, tx)
-			mu.Lock()
-			tried++
-			answers[statusKey(first.status)]++
-			if !t.Failed() {
-				recovered++
-			}
-			mu.Unlock()
+			r.paysOnce(t, id, prepayID)
+			tally.record(t, first.status)
 		})
 		t.Run(fmt.Sprintf("%s, %s", opSetPrepay, mode), func(t *testing.T) {
 			t.Parallel()
@@ -174,21 +144,8 @@ func TestAFaultAtCreateOrderOrPayIsRecoveredWithoutDuplicates(t *testing.T) {
 			if got := r.order(id).PrepayID; got != prepayID {
 				t.Fatalf("stored prepay id %q, the buyer got %q", got, prepayID)
 			}
-			paid, err := r.sim.Pay(context.Background(), prepayID, paysim.PayOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.waitAcked(id)
-			tx := r.paidTx(id, "o-buyer", 2800)
-			tx.TransactionID = paid.TransactionID
-			r.decidedOnce(t, id, tx)
-			mu.Lock()
-			tried++
-			answers[statusKey(first.status)]++
-			if !t.Failed() {
-				recovered++
-			}
-			mu.Unlock()
+			r.paysOnce(t, id, prepayID)
+			tally.record(t, first.status)
 		})
 	}
 	// pay reconciles when WeChat Pay refuses a prepay because the order is
@@ -214,19 +171,12 @@ func TestAFaultAtCreateOrderOrPayIsRecoveredWithoutDuplicates(t *testing.T) {
 				}
 				r.postJSON("/pay", token, map[string]string{"order_id": id}).want(t, 409, "ORDER_NOT_PAYABLE")
 				r.decidedOnce(t, id, tx)
-				mu.Lock()
-				tried++
-				answers[statusKey(first.status)]++
-				if !t.Failed() {
-					recovered++
-				}
-				mu.Unlock()
+				tally.record(t, first.status)
 			})
 		}
 	}
 	t.Cleanup(func() {
-		report(t, figures{Case: "createOrder/pay write faults (insert, prepay id, pay's reconcile x 3 modes)",
-			Tried: tried, Answers: answers, LedgerRows: recovered, Transitions: recovered, StateChanges: tried - recovered})
+		report(t, tally.figures("createOrder/pay write faults (insert, prepay id, pay's reconcile x 3 modes)"))
 	})
 }
 
@@ -300,4 +250,44 @@ func TestStoreStoppedMeansNoAcknowledgementUntilItReturns(t *testing.T) {
 	report(t, figures{Case: "store stopped during delivery, then restarted", Tried: len(ds),
 		Answers: map[string]int{"503": unacked, "200": len(ds) - unacked}, LedgerRows: ledger,
 		Transitions: r.faults.allWins(), DuplicatesFulfilled: r.faults.winsOf(order.StatusPaid) - 1})
+}
+
+// faultTally sums the fault cases of one test for its figures line.
+type faultTally struct {
+	mu               sync.Mutex
+	tried, recovered int
+	answers          map[string]int
+}
+
+// record counts a case whose first answer was status; call it last in the
+// subtest, so that a failed check means the case did not recover.
+func (ft *faultTally) record(t *testing.T, status int) {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	ft.tried++
+	ft.answers[statusKey(status)]++
+	if !t.Failed() {
+		ft.recovered++
+	}
+}
+
+func (ft *faultTally) figures(name string) figures {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return figures{Case: name, Tried: ft.tried, Answers: ft.answers, LedgerRows: ft.recovered,
+		Transitions: ft.recovered, StateChanges: ft.tried - ft.recovered}
+}
+
+// paysOnce has the buyer pay prepayID at WeChat Pay and checks that the
+// notification settles order id once.
+func (r *rig) paysOnce(t *testing.T, id, prepayID string) {
+	t.Helper()
+	paid, err := r.sim.Pay(context.Background(), prepayID, paysim.PayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.waitAcked(id)
+	tx := r.paidTx(id, "o-buyer", 2800)
+	tx.TransactionID = paid.TransactionID
+	r.decidedOnce(t, id, tx)
 }
