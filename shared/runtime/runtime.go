@@ -72,15 +72,7 @@ func Detect(getenv func(string) string) (Platform, error) {
 // through its adapter; it blocks. If no platform is detected it logs an
 // error and exits with status 1, failing the cold start loudly.
 func Start(h http.Handler, logger *slog.Logger) {
-	if logger == nil {
-		logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	}
-	p, err := Detect(os.Getenv)
-	if err != nil {
-		logger.Error("cannot start function: no usable runtime", "err", err)
-		os.Exit(1)
-	}
-	logger.Info("starting function", "platform", string(p))
+	p, logger := mustDetect(logger, "function")
 	switch p {
 	case AWSLambda:
 		awslambda.Start(h, logger)
@@ -91,6 +83,18 @@ func Start(h http.Handler, logger *slog.Logger) {
 
 // StartJob is Start for a scheduled function: each invocation runs job once.
 func StartJob[T any](job func(context.Context) (T, error), logger *slog.Logger) {
+	p, logger := mustDetect(logger, "scheduled function")
+	switch p {
+	case AWSLambda:
+		awslambda.StartJob(job, logger)
+	case TencentSCF:
+		tencentscf.StartJob(job, logger)
+	}
+}
+
+// mustDetect is the start-up both Start functions share: a default JSON
+// logger, the platform, and exit 1 when there is none.
+func mustDetect(logger *slog.Logger, kind string) (Platform, *slog.Logger) {
 	if logger == nil {
 		logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
@@ -99,11 +103,6 @@ func StartJob[T any](job func(context.Context) (T, error), logger *slog.Logger) 
 		logger.Error("cannot start function: no usable runtime", "err", err)
 		os.Exit(1)
 	}
-	logger.Info("starting scheduled function", "platform", string(p))
-	switch p {
-	case AWSLambda:
-		awslambda.StartJob(job, logger)
-	case TencentSCF:
-		tencentscf.StartJob(job, logger)
-	}
+	logger.Info("starting "+kind, "platform", string(p))
+	return p, logger
 }
