@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/payfn/payfn/internal/repo"
 )
 
 func TestMain(m *testing.M) {
@@ -92,7 +94,7 @@ func BenchmarkColdStart(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	root, err := ModuleRoot()
+	root, err := repo.Root()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -127,7 +129,7 @@ func BenchmarkColdStartNode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	root, err := ModuleRoot()
+	root, err := repo.Root()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,25 +16,6 @@ import (
 
 // Functions are the deployable functions, as named under functions/.
 var Functions = []string{"login", "createorder", "pay", "queryorder", "verifypayment", "refund", "verifyrefund", "closeexpired", "reconcile"}
-
-// ModuleRoot finds the repository root (the folder holding go.mod) from the
-// working directory up.
-func ModuleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
 
 // BuildFunction builds functions/<name> for linux/goarch exactly as
 // scripts/build does (CGO_ENABLED=0, -tags lambda.norpc, -trimpath,

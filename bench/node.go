@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/payfn/payfn/shared/app"
+
+	"github.com/payfn/payfn/internal/repo"
 )
 
 // NodeAvailable reports whether node and npm are on PATH.
@@ -132,7 +134,7 @@ func BenchNodePeer(b *testing.B) {
 	if !NodeAvailable() {
 		b.Skip("node and npm are not installed")
 	}
-	root, err := ModuleRoot()
+	root, err := repo.Root()
 	if err != nil {
 		b.Fatal(err)
 	}

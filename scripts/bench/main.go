@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/payfn/payfn/bench"
+
+	"github.com/payfn/payfn/internal/repo"
 )
 
 type row struct{ metric, value, target, result string }
@@ -64,7 +66,7 @@ func run(quick bool, cpuprofile string) error {
 		}
 		return full
 	}
-	root, err := bench.ModuleRoot()
+	root, err := repo.Root()
 	if err != nil {
 		return err
 	}

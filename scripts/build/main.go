@@ -33,6 +33,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/payfn/payfn/internal/repo"
 )
 
 func main() {
@@ -71,7 +73,7 @@ func run(platforms, archs []string, out string, only []string) error {
 	if len(platforms) == 0 || len(archs) == 0 {
 		return errors.New("need at least one platform and one arch")
 	}
-	root, err := moduleRoot()
+	root, err := repo.Root()
 	if err != nil {
 		return err
 	}
@@ -120,20 +122,6 @@ func run(platforms, archs []string, out string, only []string) error {
 		}
 	}
 	return nil
-}
-
-// moduleRoot is the folder holding go.mod, so the command works from any
-// folder inside the repository.
-func moduleRoot() (string, error) {
-	b, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(b))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run inside the payfn module")
-	}
-	return filepath.Dir(mod), nil
 }
 
 // functions lists the folders under functions/ that hold a main.go.

@@ -24,7 +24,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"sort"
@@ -32,6 +31,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/payfn/payfn/internal/repo"
 )
 
 // figures is one case as the tests report it (shared/setup's report helper).
@@ -55,7 +56,7 @@ func main() {
 	timeout := flag.Duration("timeout", 60*time.Minute, "go test -timeout for the invariant tests")
 	flag.Parse()
 
-	root, err := moduleRoot()
+	root, err := repo.Root()
 	if err != nil {
 		fail(err)
 	}
@@ -276,24 +277,6 @@ func answers(m map[string]int) string {
 		parts[i] = fmt.Sprintf("%s×%d", k, m[k])
 	}
 	return strings.Join(parts, " ")
-}
-
-// moduleRoot finds the directory holding go.mod, from here upwards.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 func fail(err error) {
