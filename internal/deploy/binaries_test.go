@@ -559,24 +559,7 @@ func (f *lambdaFn) invoke(t *testing.T, req request) reply {
 		"body": body, "isBase64Encoded": b64,
 	})
 	begin := time.Now()
-	payload := f.call(t, id, event)
-	var out struct {
-		StatusCode      int               `json:"statusCode"`
-		Headers         map[string]string `json:"headers"`
-		Body            string            `json:"body"`
-		IsBase64Encoded bool              `json:"isBase64Encoded"`
-	}
-	if err := json.Unmarshal(payload, &out); err != nil {
-		t.Fatalf("%s: response is not an HTTP API response: %v\n%s", f.name, err, payload)
-	}
-	rb := []byte(out.Body)
-	if out.IsBase64Encoded {
-		var err error
-		if rb, err = base64.StdEncoding.DecodeString(out.Body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return reply{Status: out.StatusCode, Headers: out.Headers, Body: rb, took: time.Since(begin)}
+	return gatewayReply(t, f.name, f.call(t, id, event), begin)
 }
 
 // call delivers one event through the Runtime API and returns what the
@@ -699,21 +682,27 @@ func (f *scfFn) invoke(t *testing.T, req request) reply {
 		"isBase64Encoded": b64,
 	})
 	begin := time.Now()
-	payload := f.call(t, event)
+	return gatewayReply(t, f.name, f.call(t, event), begin)
+}
+
+// gatewayReply decodes the response a function gave its API gateway; both
+// gateways (HTTP API v2 and SCF's integration response) use this shape.
+func gatewayReply(t *testing.T, name string, payload []byte, begin time.Time) reply {
+	t.Helper()
 	var out struct {
-		IsBase64Encoded bool              `json:"isBase64Encoded"`
 		StatusCode      int               `json:"statusCode"`
 		Headers         map[string]string `json:"headers"`
 		Body            string            `json:"body"`
+		IsBase64Encoded bool              `json:"isBase64Encoded"`
 	}
 	if err := json.Unmarshal(payload, &out); err != nil {
-		t.Fatalf("%s: not an integration response: %v\n%s", f.name, err, payload)
+		t.Fatalf("%s: not an API gateway response: %v\n%s", name, err, payload)
 	}
 	rb := []byte(out.Body)
 	if out.IsBase64Encoded {
 		var err error
 		if rb, err = base64.StdEncoding.DecodeString(out.Body); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: base64 body: %v", name, err)
 		}
 	}
 	return reply{Status: out.StatusCode, Headers: out.Headers, Body: rb, took: time.Since(begin)}
