@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/rpc"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/payfn/payfn/shared/runtime"
 	"github.com/payfn/payfn/shared/runtime/httpapi"
+
+	"github.com/payfn/payfn/shared/runtime/internal/adaptertest"
 )
 
 // childEnv makes the test binary call runtime.Start (see TestMain).
@@ -204,9 +205,9 @@ func TestStartServesTencentSCFThroughNetRPC(t *testing.T) {
 	for attempt := 1; client == nil && attempt <= 3; attempt++ {
 		// The port is found by binding :0 and releasing it; another process
 		// could take it in between, so a child that dies is retried.
-		port := freePort(t)
+		port := adaptertest.FreePort(t)
 		exited := startChild(t, childCmd(t, "_LAMBDA_SERVER_PORT="+port, "TENCENTCLOUD_RUNENV=SCF"))
-		client = dialUntil("localhost:"+port, exited)
+		client = adaptertest.DialUntil("localhost:"+port, exited)
 	}
 	if client == nil {
 		t.Fatal("SCF child never accepted RPC")
@@ -233,36 +234,6 @@ func TestStartServesTencentSCFThroughNetRPC(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("integration response (-want +got):\n%s", diff)
 	}
-}
-
-// dialUntil dials addr until it answers, the child exits, or 10 s pass.
-func dialUntil(addr string, exited <-chan struct{}) *rpc.Client {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := rpc.Dial("tcp", addr); err == nil {
-			return c
-		}
-		select {
-		case <-exited:
-			return nil
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "localhost:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, err := net.SplitHostPort(l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return port
 }
 
 func mustUnmarshal(t *testing.T, s string, v any) {

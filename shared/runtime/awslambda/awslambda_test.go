@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -19,40 +18,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/payfn/payfn/shared/runtime/awslambda"
-	"github.com/payfn/payfn/shared/runtime/httpapi"
+
+	"github.com/payfn/payfn/shared/runtime/internal/adaptertest"
 )
 
 const bearer = "Bearer sess.eyJvcGVuaWQiOiJvVVB4In0.c2lnbmF0dXJl"
-
-// seen is what the core handler observed of the request.
-type seen struct {
-	Method, Path, RawQuery, RequestURI string
-	Host, RemoteAddr, Proto            string
-	Header                             http.Header
-	ContentLength                      int64
-	Body                               []byte
-	RequestID                          string
-}
-
-// recordingHandler stores the request into got and answers 201 JSON.
-func recordingHandler(t *testing.T, got *seen) http.Handler {
-	t.Helper()
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			t.Errorf("read body: %v", err)
-		}
-		*got = seen{
-			Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, RequestURI: r.RequestURI,
-			Host: r.Host, RemoteAddr: r.RemoteAddr, Proto: r.Proto,
-			Header: r.Header.Clone(), ContentLength: r.ContentLength, Body: body,
-			RequestID: httpapi.RequestID(r.Context()),
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusCreated)
-		io.WriteString(w, `{"order_id":"ord_1"}`)
-	})
-}
 
 // loadEvent decodes a golden event with encoding/json, as the runtime does.
 func loadEvent(t *testing.T, name string) (events.APIGatewayV2HTTPRequest, []byte) {
@@ -74,14 +44,14 @@ func testLogger(buf *bytes.Buffer) *slog.Logger {
 
 func TestJSONPostReachesHandlerWithHeadersCookiesAndRequestID(t *testing.T) {
 	e, _ := loadEvent(t, "apigw-v2-post-json.json")
-	var got seen
+	var got adaptertest.Seen
 	var logs bytes.Buffer
-	resp, err := awslambda.NewHandler(recordingHandler(t, &got), testLogger(&logs))(context.Background(), e)
+	resp, err := awslambda.NewHandler(adaptertest.RecordingHandler(t, &got), testLogger(&logs))(context.Background(), e)
 	if err != nil {
 		t.Fatalf("handler error: %v", err)
 	}
 
-	want := seen{
+	want := adaptertest.Seen{
 		Method: "POST", Path: "/v1/orders", RawQuery: "", RequestURI: "/v1/orders",
 		Host: "abc123def4.execute-api.ap-east-1.amazonaws.com", RemoteAddr: "203.0.113.7", Proto: "HTTP/1.1",
 		Header: http.Header{
@@ -116,9 +86,9 @@ func TestJSONPostReachesHandlerWithHeadersCookiesAndRequestID(t *testing.T) {
 
 func TestBase64BodyArrivesByteExact(t *testing.T) {
 	e, _ := loadEvent(t, "apigw-v2-post-base64.json")
-	var got seen
+	var got adaptertest.Seen
 	var logs bytes.Buffer
-	if _, err := awslambda.NewHandler(recordingHandler(t, &got), testLogger(&logs))(context.Background(), e); err != nil {
+	if _, err := awslambda.NewHandler(adaptertest.RecordingHandler(t, &got), testLogger(&logs))(context.Background(), e); err != nil {
 		t.Fatalf("handler error: %v", err)
 	}
 	// Not valid UTF-8 (0xff, 0x80, 0xc3 0x28), with NUL and CRLF: any text
@@ -137,9 +107,9 @@ func TestBase64BodyArrivesByteExact(t *testing.T) {
 
 func TestQueryStringReachesHandlerVerbatim(t *testing.T) {
 	e, _ := loadEvent(t, "apigw-v2-get-query.json")
-	var got seen
+	var got adaptertest.Seen
 	var logs bytes.Buffer
-	if _, err := awslambda.NewHandler(recordingHandler(t, &got), testLogger(&logs))(context.Background(), e); err != nil {
+	if _, err := awslambda.NewHandler(adaptertest.RecordingHandler(t, &got), testLogger(&logs))(context.Background(), e); err != nil {
 		t.Fatalf("handler error: %v", err)
 	}
 	// Unsorted, percent-encoded, '+' and a bare key: re-encoding would change each.
@@ -245,9 +215,9 @@ func TestRequestIDFallsBackToLambdaInvocationID(t *testing.T) {
 	e, _ := loadEvent(t, "apigw-v2-get-query.json")
 	e.RequestContext.RequestID = ""
 	ctx := lambdacontext.NewContext(context.Background(), &lambdacontext.LambdaContext{AwsRequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd"})
-	var got seen
+	var got adaptertest.Seen
 	var logs bytes.Buffer
-	if _, err := awslambda.NewHandler(recordingHandler(t, &got), testLogger(&logs))(ctx, e); err != nil {
+	if _, err := awslambda.NewHandler(adaptertest.RecordingHandler(t, &got), testLogger(&logs))(ctx, e); err != nil {
 		t.Fatalf("handler error: %v", err)
 	}
 	if got.RequestID != "8476a536-e9f4-11e8-9739-2dfe598c3fcd" {
@@ -291,9 +261,9 @@ func TestNonHTTPEventFailsTheInvocation(t *testing.T) {
 // aws-lambda-go's own reflection and JSON path, as lambda.Start would.
 func TestLambdaLibraryInvokeReturnsResponseJSON(t *testing.T) {
 	_, raw := loadEvent(t, "apigw-v2-post-base64.json")
-	var got seen
+	var got adaptertest.Seen
 	var logs bytes.Buffer
-	out, err := lambda.NewHandler(awslambda.NewHandler(recordingHandler(t, &got), testLogger(&logs))).Invoke(context.Background(), raw)
+	out, err := lambda.NewHandler(awslambda.NewHandler(adaptertest.RecordingHandler(t, &got), testLogger(&logs))).Invoke(context.Background(), raw)
 	if err != nil {
 		t.Fatalf("Invoke: %v", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/rpc"
 	"os"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/payfn/payfn/shared/runtime/httpapi"
 	"github.com/payfn/payfn/shared/runtime/tencentscf"
+
+	"github.com/payfn/payfn/shared/runtime/internal/adaptertest"
 )
 
 const bearer = "Bearer sess.eyJvcGVuaWQiOiJvVVB4In0.c2lnbmF0dXJl"
@@ -57,36 +58,6 @@ func echoHandler() http.Handler {
 	})
 }
 
-// seen is what the core handler observed of the request.
-type seen struct {
-	Method, Path, RawQuery, RequestURI string
-	Host, RemoteAddr, Proto            string
-	Header                             http.Header
-	ContentLength                      int64
-	Body                               []byte
-	RequestID                          string
-}
-
-// recordingHandler stores the request into got and answers 201 JSON.
-func recordingHandler(t *testing.T, got *seen) http.Handler {
-	t.Helper()
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			t.Errorf("read body: %v", err)
-		}
-		*got = seen{
-			Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, RequestURI: r.RequestURI,
-			Host: r.Host, RemoteAddr: r.RemoteAddr, Proto: r.Proto,
-			Header: r.Header.Clone(), ContentLength: r.ContentLength, Body: body,
-			RequestID: httpapi.RequestID(r.Context()),
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusCreated)
-		io.WriteString(w, `{"order_id":"ord_1"}`)
-	})
-}
-
 // loadEvent decodes a golden event with encoding/json, as scf-go-lib does.
 func loadEvent(t *testing.T, name string) (tencentscf.Request, []byte) {
 	t.Helper()
@@ -107,13 +78,13 @@ func testLogger(buf *bytes.Buffer) *slog.Logger {
 
 func TestJSONPostReachesHandlerWithHeadersAndRequestID(t *testing.T) {
 	e, _ := loadEvent(t, "apigw-post-json.json")
-	var got seen
+	var got adaptertest.Seen
 	var logs bytes.Buffer
-	resp, err := tencentscf.NewHandler(recordingHandler(t, &got), testLogger(&logs))(context.Background(), e)
+	resp, err := tencentscf.NewHandler(adaptertest.RecordingHandler(t, &got), testLogger(&logs))(context.Background(), e)
 	if err != nil {
 		t.Fatalf("handler error: %v", err)
 	}
-	want := seen{
+	want := adaptertest.Seen{
 		Method: "POST", Path: "/v1/orders", RawQuery: "", RequestURI: "/v1/orders",
 		Host: "service-f94sy04v-1250000000.gz.apigw.tencentcs.com", RemoteAddr: "203.0.113.7", Proto: "HTTP/1.1",
 		Header: http.Header{
@@ -148,9 +119,9 @@ func TestJSONPostReachesHandlerWithHeadersAndRequestID(t *testing.T) {
 
 func TestBase64BodyArrivesByteExact(t *testing.T) {
 	e, _ := loadEvent(t, "apigw-post-base64.json")
-	var got seen
+	var got adaptertest.Seen
 	var logs bytes.Buffer
-	if _, err := tencentscf.NewHandler(recordingHandler(t, &got), testLogger(&logs))(context.Background(), e); err != nil {
+	if _, err := tencentscf.NewHandler(adaptertest.RecordingHandler(t, &got), testLogger(&logs))(context.Background(), e); err != nil {
 		t.Fatalf("handler error: %v", err)
 	}
 	want := []byte("\xff\xfe\x00WECHATPAY\r\n\x80\xc3\x28\x7f end")
@@ -164,9 +135,9 @@ func TestBase64BodyArrivesByteExact(t *testing.T) {
 
 func TestQueryStringMapBecomesSortedRawQuery(t *testing.T) {
 	e, _ := loadEvent(t, "apigw-get-query.json")
-	var got seen
+	var got adaptertest.Seen
 	var logs bytes.Buffer
-	if _, err := tencentscf.NewHandler(recordingHandler(t, &got), testLogger(&logs))(context.Background(), e); err != nil {
+	if _, err := tencentscf.NewHandler(adaptertest.RecordingHandler(t, &got), testLogger(&logs))(context.Background(), e); err != nil {
 		t.Fatalf("handler error: %v", err)
 	}
 	// Keys sorted, a key's values in event order, the JSON-true flag bare.
@@ -276,9 +247,9 @@ func TestRequestIDFallsBackToSCFInvocationID(t *testing.T) {
 	e, _ := loadEvent(t, "apigw-get-query.json")
 	e.Context.RequestID = ""
 	ctx := functioncontext.NewContext(context.Background(), &functioncontext.FunctionContext{RequestID: "scf-invoke-42"})
-	var got seen
+	var got adaptertest.Seen
 	var logs bytes.Buffer
-	if _, err := tencentscf.NewHandler(recordingHandler(t, &got), testLogger(&logs))(ctx, e); err != nil {
+	if _, err := tencentscf.NewHandler(adaptertest.RecordingHandler(t, &got), testLogger(&logs))(ctx, e); err != nil {
 		t.Fatalf("handler error: %v", err)
 	}
 	if got.RequestID != "scf-invoke-42" {
@@ -377,7 +348,7 @@ func startChild(t *testing.T) *rpc.Client {
 	}
 	var stderr bytes.Buffer
 	for attempt := 1; attempt <= 3; attempt++ {
-		port := freePort(t)
+		port := adaptertest.FreePort(t)
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = append(os.Environ(), childEnv+"=1", "_LAMBDA_SERVER_PORT="+port)
 		stderr.Reset()
@@ -391,7 +362,7 @@ func startChild(t *testing.T) *rpc.Client {
 			cmd.Process.Kill()
 			<-exited
 		})
-		if c := dialUntil(t, "localhost:"+port, exited); c != nil {
+		if c := adaptertest.DialUntil("localhost:"+port, exited); c != nil {
 			t.Cleanup(func() { c.Close() })
 			return c
 		}
@@ -401,35 +372,4 @@ func startChild(t *testing.T) *rpc.Client {
 	}
 	t.Fatalf("SCF child never accepted RPC; last stderr:\n%s", stderr.String())
 	return nil
-}
-
-// dialUntil dials addr until it answers, the child exits, or 10 s pass.
-func dialUntil(t *testing.T, addr string, exited <-chan struct{}) *rpc.Client {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := rpc.Dial("tcp", addr); err == nil {
-			return c
-		}
-		select {
-		case <-exited:
-			return nil
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "localhost:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, err := net.SplitHostPort(l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return port
 }

@@ -1,0 +1,77 @@
+// Package adaptertest holds what the runtime adapters' tests share: a core
+// handler that records the request it was given, and the net/rpc plumbing
+// for driving an SCF child process. Tests only; no function links it.
+package adaptertest
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/rpc"
+	"testing"
+	"time"
+
+	"github.com/payfn/payfn/shared/runtime/httpapi"
+)
+
+// Seen is what the core handler observed of the request.
+type Seen struct {
+	Method, Path, RawQuery, RequestURI string
+	Host, RemoteAddr, Proto            string
+	Header                             http.Header
+	ContentLength                      int64
+	Body                               []byte
+	RequestID                          string
+}
+
+// RecordingHandler stores the request into got and answers 201 JSON.
+func RecordingHandler(t *testing.T, got *Seen) http.Handler {
+	t.Helper()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("read body: %v", err)
+		}
+		*got = Seen{
+			Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, RequestURI: r.RequestURI,
+			Host: r.Host, RemoteAddr: r.RemoteAddr, Proto: r.Proto,
+			Header: r.Header.Clone(), ContentLength: r.ContentLength, Body: body,
+			RequestID: httpapi.RequestID(r.Context()),
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"order_id":"ord_1"}`)
+	})
+}
+
+// DialUntil dials addr until it answers, the child exits, or 10 s pass;
+// nil if it never answered.
+func DialUntil(addr string, exited <-chan struct{}) *rpc.Client {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := rpc.Dial("tcp", addr); err == nil {
+			return c
+		}
+		select {
+		case <-exited:
+			return nil
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// FreePort is a loopback TCP port nothing listens on right now.
+func FreePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "localhost:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, err := net.SplitHostPort(l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
