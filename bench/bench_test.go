@@ -129,11 +129,7 @@ func BenchmarkColdStartNode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	root, err := repo.Root()
-	if err != nil {
-		b.Fatal(err)
-	}
-	nodeDir, err := EnsureNode(root)
+	nodeDir, err := EnsureNode()
 	if err != nil {
 		b.Fatal(err)
 	}

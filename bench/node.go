@@ -25,7 +25,11 @@ func NodeAvailable() bool {
 
 // EnsureNode installs bench/node's pinned packages with npm ci when
 // node_modules is missing, and returns the folder.
-func EnsureNode(root string) (string, error) {
+func EnsureNode() (string, error) {
+	root, err := repo.Root()
+	if err != nil {
+		return "", err
+	}
 	dir := filepath.Join(root, "bench", "node")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "wechatpay-node-v3", "package.json")); err == nil {
 		if _, err := os.Stat(filepath.Join(dir, "node_modules", "mongodb", "package.json")); err == nil {
@@ -134,11 +138,7 @@ func BenchNodePeer(b *testing.B) {
 	if !NodeAvailable() {
 		b.Skip("node and npm are not installed")
 	}
-	root, err := repo.Root()
-	if err != nil {
-		b.Fatal(err)
-	}
-	nodeDir, err := EnsureNode(root)
+	nodeDir, err := EnsureNode()
 	if err != nil {
 		b.Fatal(err)
 	}

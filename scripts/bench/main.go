@@ -207,7 +207,7 @@ func run(quick bool, cpuprofile string) error {
 	node := bench.NodeAvailable()
 	var nodeDir string
 	if node {
-		if nodeDir, err = bench.EnsureNode(root); err != nil {
+		if nodeDir, err = bench.EnsureNode(); err != nil {
 			return err
 		}
 		nodePath, _ := exec.LookPath("node")
