@@ -178,14 +178,21 @@ func (h *harness) post(path, token, body string) reply {
 // send posts body with the given content type and optional bearer token.
 func (h *harness) send(path, contentType, token, body string) reply {
 	h.t.Helper()
+	header := http.Header{"Content-Type": {contentType}}
+	if token != "" {
+		header.Set("Authorization", "Bearer "+token)
+	}
+	return h.sendWith(path, header, body)
+}
+
+// sendWith posts body to path with exactly these headers.
+func (h *harness) sendWith(path string, header http.Header, body string) reply {
+	h.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, h.url+path, strings.NewReader(body))
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", contentType)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
+	req.Header = header
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		h.t.Fatal(err)

@@ -2,9 +2,7 @@ package setup_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -49,20 +47,11 @@ func (h *harness) refund(orderID, no string, amount int64) reply {
 
 func (h *harness) refundAs(header, value, body string) reply {
 	h.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, h.url+"/admin/refund", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
+	hdr := http.Header{"Content-Type": {"application/json"}}
 	if header != "" {
-		req.Header.Set(header, value)
+		hdr.Set(header, value)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	r := reply{status: resp.StatusCode, raw: raw}
-	json.Unmarshal(raw, &r.body)
-	return r
+	return h.sendWith("/admin/refund", hdr, body)
 }
 
 // paidOrder buys qty lattes and waits until the order is PAID.
