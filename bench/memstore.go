@@ -184,3 +184,50 @@ func (s *memStore) ClaimRefund(context.Context, order.RefundDecision) (order.Ref
 }
 
 func (s *memStore) ApplyRefund(context.Context, order.RefundDecision) error { return errNotBenchmarked }
+
+func (s *memStore) ClaimByKey(_ context.Context, key string) (order.Claim, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.claims[key]
+	if !ok {
+		return order.Claim{}, order.ErrNotFound
+	}
+	return c, nil
+}
+
+func (s *memStore) SetPaymentDisposition(_ context.Context, transactionID string, d order.Disposition, unconfirmed bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.payments[transactionID]
+	if !ok {
+		return order.ErrNotFound
+	}
+	p.Disposition = d
+	if unconfirmed {
+		p.Unconfirmed++
+	}
+	s.payments[transactionID] = p
+	return nil
+}
+
+func (s *memStore) UndecidedPayments(context.Context, string, int) ([]order.Payment, error) {
+	return nil, errNotBenchmarked
+}
+
+func (s *memStore) CountOpenOrders(_ context.Context, owner string, t time.Time) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, o := range s.orders {
+		if o.Owner == owner && o.Status == order.StatusNotPay && o.ExpiresAt.After(t) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *memStore) TakeSlot(context.Context, string, time.Duration, time.Time) (bool, error) {
+	return true, nil // benchmarks measure one query per call
+}
+
+func (s *memStore) ReleaseSlot(context.Context, string, time.Duration, time.Time) error { return nil }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"sync/atomic"
 	"time"
 
 	"github.com/payfn/payfn/shared/order"
@@ -16,6 +17,12 @@ import (
 
 // DefaultOrderTTL is how long an order may wait for payment.
 const DefaultOrderTTL = 30 * time.Minute
+
+// Abuse-limit defaults (see Config).
+const (
+	DefaultMaxOpenOrders = 20
+	DefaultQueryInterval = 5 * time.Second
+)
 
 // prepayReuseWindow is how long a prepay_id is reused. WeChat keeps one valid
 // for two hours; stopping earlier leaves margin for a slow buyer.
@@ -34,6 +41,15 @@ type Config struct {
 	// every admin call.
 	AdminKey string
 
+	// MaxOpenOrders caps a buyer's unpaid, unexpired orders, so one buyer
+	// cannot spend the merchant's WeChat Pay quota or flood the jobs.
+	// Default DefaultMaxOpenOrders; negative means no cap.
+	MaxOpenOrders int
+	// QueryInterval is how often queryOrder may ask WeChat Pay about one
+	// order; in between it answers from the store. Default
+	// DefaultQueryInterval; negative asks every time.
+	QueryInterval time.Duration
+
 	OrderTTL   time.Duration    // default DefaultOrderTTL
 	Now        func() time.Time // default time.Now
 	NewOrderID func() string    // default NewOrderID
@@ -49,9 +65,15 @@ type App struct {
 	adminKey [32]byte // SHA-256 of the admin key; zero when unset
 	hasAdmin bool
 	ttl      time.Duration
+	maxOpen  int
+	queryGap time.Duration
 	now      func() time.Time
 	newID    func() string
 	log      *slog.Logger
+
+	// unconfirmedLate counts late-payment notifications answered 503
+	// because WeChat Pay did not confirm them yet (logged with each).
+	unconfirmedLate atomic.Int64
 }
 
 // New returns an App. It does no I/O.
@@ -59,6 +81,13 @@ func New(cfg Config) *App {
 	a := &App{
 		store: cfg.Store, channel: cfg.Channel, sessions: cfg.Sessions, codes: cfg.Codes,
 		ttl: cfg.OrderTTL, now: cfg.Now, newID: cfg.NewOrderID, log: cfg.Logger,
+		maxOpen: cfg.MaxOpenOrders, queryGap: cfg.QueryInterval,
+	}
+	if a.maxOpen == 0 {
+		a.maxOpen = DefaultMaxOpenOrders
+	}
+	if a.queryGap == 0 {
+		a.queryGap = DefaultQueryInterval
 	}
 	if cfg.AdminKey != "" {
 		a.adminKey, a.hasAdmin = sha256.Sum256([]byte(cfg.AdminKey)), true
@@ -167,7 +196,7 @@ type CreateOrderInput struct {
 // (created false); with different ones it is a conflict.
 // Errors: INVALID_PRODUCT_ID, INVALID_QUANTITY, INVALID_REQUEST_ID,
 // PRODUCT_NOT_FOUND, PRODUCT_NOT_ON_SALE, ORDER_TOO_LARGE,
-// IDEMPOTENCY_CONFLICT, STORE_UNAVAILABLE.
+// IDEMPOTENCY_CONFLICT, TOO_MANY_OPEN_ORDERS, STORE_UNAVAILABLE.
 func (a *App) CreateOrder(ctx context.Context, caller string, in CreateOrderInput) (o order.Order, created bool, err error) {
 	switch {
 	case !productIDPattern.MatchString(in.ProductID):
@@ -189,6 +218,9 @@ func (a *App) CreateOrder(ctx context.Context, caller string, in CreateOrderInpu
 	if !p.Active {
 		return order.Order{}, false, Errorf(KindConflict, CodeProductNotOnSale, "product %q is not on sale", in.ProductID)
 	}
+	if err := a.checkOpenOrders(ctx, caller); err != nil {
+		return order.Order{}, false, err
+	}
 	o, err = order.NewOrder(a.newID(), caller, in.RequestID, p, in.Quantity, a.now(), a.ttl)
 	if err != nil {
 		return order.Order{}, false, &Error{Kind: KindInvalid, Code: CodeOrderTooLarge, Message: fmt.Sprintf("the order total is over the limit of %d fen", order.MaxTotalFen), Err: err}
@@ -205,6 +237,24 @@ func (a *App) CreateOrder(ctx context.Context, caller string, in CreateOrderInpu
 	}
 	a.log.InfoContext(ctx, "order created", "order_id", o.ID, "product_id", o.ProductID, "quantity", o.Quantity, "total_fen", o.TotalFen)
 	return o, true, nil
+}
+
+// checkOpenOrders refuses a new order while the caller has MaxOpenOrders
+// unpaid ones that can still be paid. Concurrent requests each count before
+// inserting, so a burst can pass the cap by its width: it bounds abuse, it
+// is not an exact quota.
+func (a *App) checkOpenOrders(ctx context.Context, caller string) error {
+	if a.maxOpen < 0 {
+		return nil
+	}
+	n, err := a.store.CountOpenOrders(ctx, caller, a.now())
+	if err != nil {
+		return storeError("count open orders", err)
+	}
+	if n >= a.maxOpen {
+		return Errorf(KindTooMany, CodeTooManyOpenOrders, "you have %d unpaid orders; pay or let one expire before creating another (limit %d)", n, a.maxOpen)
+	}
+	return nil
 }
 
 // replay finds the caller's earlier order for the same request id.
@@ -296,9 +346,13 @@ func (a *App) QueryOrder(ctx context.Context, caller, orderID string) (OrderView
 	if err != nil {
 		return OrderView{}, err
 	}
-	if o.Status == order.StatusNotPay {
+	if o.Status == order.StatusNotPay && a.mayQuery(ctx, o.ID) {
 		settled, err := a.reconcile(ctx, o)
 		if err != nil {
+			// What was learnt was not recorded: let the next call ask again.
+			if rerr := a.store.ReleaseSlot(ctx, queryKey(o.ID), a.queryGap, a.now()); rerr != nil {
+				a.log.WarnContext(ctx, "could not release the query slot", "order_id", o.ID, "err", rerr)
+			}
 			if e := ErrorOf(err); e.Code == CodeStoreUnavailable {
 				return OrderView{}, e
 			}
@@ -309,6 +363,24 @@ func (a *App) QueryOrder(ctx context.Context, caller, orderID string) (OrderView
 	}
 	return a.view(ctx, o)
 }
+
+// mayQuery reports whether queryOrder may ask WeChat Pay about orderID now:
+// at most once per QueryInterval, whoever asks, so polling cannot spend the
+// merchant's API quota. If the store cannot tell, it asks: a lost
+// notification matters more than one extra query.
+func (a *App) mayQuery(ctx context.Context, orderID string) bool {
+	if a.queryGap < 0 {
+		return true
+	}
+	took, err := a.store.TakeSlot(ctx, queryKey(orderID), a.queryGap, a.now())
+	if err != nil {
+		a.log.WarnContext(ctx, "query throttle unavailable; asking WeChat Pay anyway", "order_id", orderID, "err", err)
+		return true
+	}
+	return took
+}
+
+func queryKey(orderID string) string { return "query:" + orderID }
 
 // view adds an order's refund summary, derived from its refund records.
 func (a *App) view(ctx context.Context, o order.Order) (OrderView, error) {

@@ -19,6 +19,7 @@ const (
 	KindTooLarge                    // the request body is over the limit
 	KindUnavailable                 // a dependency (store, WeChat) failed; retry
 	KindBadGateway                  // a dependency answered with an error we cannot fix by retrying
+	KindTooMany                     // the caller is over a limit; retry later
 )
 
 // Error is a use-case failure with a stable Code for programs and a Message
@@ -67,6 +68,7 @@ const (
 	CodeChannelUnavailable   = "PAYMENT_CHANNEL_UNAVAILABLE"
 	CodeChannelError         = "PAYMENT_CHANNEL_ERROR"
 	CodeInternal             = "INTERNAL"
+	CodeTooManyOpenOrders    = "TOO_MANY_OPEN_ORDERS"
 )
 
 // Errorf builds an *Error of kind and code with a formatted message.

@@ -239,13 +239,29 @@ func (a *App) submitRefund(ctx context.Context, r order.Refund, paid int64) (ord
 	case errors.Is(err, ErrChannelUnavailable):
 		return r, channelError("refund "+r.ID, err)
 	case err != nil:
-		// WeChat Pay refused it outright: it will never happen, so the
-		// amount is freed for another refund.
+		return a.refundRefused(ctx, r, err)
+	}
+	return a.decideRefund(ctx, r, res)
+}
+
+// refundRefused handles a 4xx answer to a refund. A resend of a refund whose
+// first submission succeeded can be answered that way, so WeChat Pay is
+// asked first: only when it does not know the refund at all is the refund
+// failed and its amount freed. While WeChat Pay cannot be asked, the refund
+// stays REFUNDING and holds its amount: it may still be paid.
+func (a *App) refundRefused(ctx context.Context, r order.Refund, refusal error) (order.Refund, error) {
+	res, err := a.channel.QueryRefund(ctx, r.ID)
+	switch {
+	case errors.Is(err, ErrTradeNotFound):
 		if _, derr := a.decideRefund(ctx, r, RefundResult{OutRefundNo: r.ID, Status: RefundStateClosed}); derr != nil {
 			return r, derr
 		}
-		return r, &Error{Kind: KindBadGateway, Code: CodeRefundRejected, Message: "WeChat Pay refused the refund", Err: err}
+		return r, &Error{Kind: KindBadGateway, Code: CodeRefundRejected, Message: "WeChat Pay refused the refund", Err: refusal}
+	case err != nil:
+		a.log.WarnContext(ctx, "WeChat Pay refused a refund and could not be asked about it; it stays REFUNDING for reconcile", "order_id", r.OrderID, "out_refund_no", r.ID, "refusal", refusal, "err", err)
+		return r, channelError("query refused refund "+r.ID, errors.Join(ErrChannelUnavailable, err))
 	}
+	a.log.WarnContext(ctx, "WeChat Pay refused a refund resend but knows the refund; following its state", "order_id", r.OrderID, "out_refund_no", r.ID, "status", res.Status)
 	return a.decideRefund(ctx, r, res)
 }
 

@@ -17,7 +17,13 @@ const (
 	TradeStateSuccess       = "SUCCESS"
 	TradeStateClosed        = "CLOSED"
 	TradeStateRefund        = "REFUND"
+	TradeStateRevoked       = "REVOKED"
+	TradeStatePayError      = "PAYERROR"
 )
+
+// CodeLatePaymentUnconfirmed answers (503) a genuine payment notification
+// for an order closed here that WeChat Pay's query does not confirm yet.
+const CodeLatePaymentUnconfirmed = "LATE_PAYMENT_UNCONFIRMED"
 
 // VerifyPayment handles a WeChat Pay payment notification from its exact
 // headers and raw body. A nil error means "acknowledge": the payment is
@@ -90,6 +96,7 @@ func (a *App) settlePaid(ctx context.Context, o order.Order, tx Transaction, sou
 		TradeState: tx.TradeState, TotalFen: tx.TotalFen, PayerTotalFen: tx.PayerTotalFen,
 		Currency: currency, PayerOpenID: tx.PayerOpenID, SuccessTime: paidAt,
 		Source: source, NotificationID: notificationID, Matched: matched, RecordedAt: now,
+		Disposition: order.DispositionPending,
 	})
 	if err != nil && !errors.Is(err, order.ErrDuplicate) {
 		return order.Order{}, storeError("record payment", err)
@@ -109,6 +116,13 @@ func (a *App) settlePaid(ctx context.Context, o order.Order, tx Transaction, sou
 	if !won && c.Status == order.StatusClosed {
 		return a.latePayment(ctx, o, tx, decision, source)
 	}
+	disposition := order.DispositionSettled
+	switch {
+	case c.TransactionID != tx.TransactionID:
+		disposition = order.DispositionExtra
+	case c.Status == order.StatusException:
+		disposition = order.DispositionException
+	}
 	// The order's attributes are passed with each line rather than through
 	// Logger.With, which formats them at once even when nothing is logged;
 	// the output is the same.
@@ -127,24 +141,56 @@ func (a *App) settlePaid(ctx context.Context, o order.Order, tx Transaction, sou
 		// transaction). The payment is in the ledger; a person must look.
 		log().ErrorContext(ctx, "payment arrived for an order already settled; recorded in the ledger", "settled_status", c.Status, "settled_transaction_id", c.TransactionID)
 	}
-	return a.apply(ctx, o, c)
+	after, err := a.apply(ctx, o, c)
+	if err != nil {
+		return order.Order{}, err
+	}
+	return after, a.dispose(ctx, tx.TransactionID, disposition, false)
+}
+
+// dispose records what a payment did to its order on its ledger row, once
+// the order carries the decision: a row still pending after a crash is
+// taken up again by reconcile's payment sweep.
+func (a *App) dispose(ctx context.Context, transactionID string, d order.Disposition, unconfirmed bool) error {
+	if err := a.store.SetPaymentDisposition(ctx, transactionID, d, unconfirmed); err != nil {
+		return storeError("record payment disposition", err)
+	}
+	return nil
 }
 
 // latePayment handles a payment for an order already closed here. Money
 // arrived, so it is never dropped: once WeChat Pay confirms the payment, the
 // order is reopened as decided (PAID, or EXCEPTION for a wrong amount), once,
-// by its own claim. Until WeChat Pay can be asked, the notification is not
-// acknowledged, so it comes again.
+// by its own claim. Until WeChat Pay confirms it, or says for certain that
+// the trade was not paid, the notification is not acknowledged, so WeChat
+// Pay delivers it again (for about a day) and reconcile's payment sweep asks
+// meanwhile.
 func (a *App) latePayment(ctx context.Context, o order.Order, tx Transaction, decision order.Claim, source string) (order.Order, error) {
 	log := a.log.With("order_id", o.ID, "transaction_id", tx.TransactionID, "source", source)
 	if source != "query" {
 		q, err := a.channel.QueryOrder(ctx, o.ID)
-		if err != nil {
-			return order.Order{}, channelError("confirm late payment for "+o.ID, err)
-		}
-		if !paidState(q.TradeState) || q.TransactionID != tx.TransactionID {
-			log.ErrorContext(ctx, "payment notification for a closed order that WeChat Pay does not confirm; recorded in the ledger only", "wechat_trade_state", q.TradeState)
-			return o, nil
+		confirmed := err == nil && paidState(q.TradeState) && q.TransactionID == tx.TransactionID
+		switch {
+		case confirmed:
+		case err == nil && notPaidState(q.TradeState):
+			log.ErrorContext(ctx, "payment notification for a closed order that WeChat Pay says was not paid; recorded in the ledger only", "wechat_trade_state", q.TradeState)
+			return o, a.dispose(ctx, tx.TransactionID, order.DispositionNotPaid, false)
+		case err == nil && paidState(q.TradeState):
+			log.ErrorContext(ctx, "payment notification for a closed order that WeChat Pay says another transaction paid; recorded in the ledger only", "wechat_transaction_id", q.TransactionID)
+			return o, a.dispose(ctx, tx.TransactionID, order.DispositionNotPaid, false)
+		default:
+			state := q.TradeState
+			if err != nil {
+				state = "query failed: " + err.Error()
+			}
+			n := a.unconfirmedLate.Add(1)
+			log.WarnContext(ctx, "payment notification for a closed order that WeChat Pay does not confirm yet; not acknowledged so it comes again",
+				"wechat_trade_state", state, "metric", "late_payment_unconfirmed", "count", n)
+			if derr := a.dispose(ctx, tx.TransactionID, order.DispositionUnconfirmed, true); derr != nil {
+				return order.Order{}, derr
+			}
+			return order.Order{}, Errorf(KindUnavailable, CodeLatePaymentUnconfirmed,
+				"order %s was closed and WeChat Pay does not confirm this payment yet; deliver it again", o.ID)
 		}
 	}
 	decision.Key = order.LatePayKey(o.ID)
@@ -155,7 +201,21 @@ func (a *App) latePayment(ctx context.Context, o order.Order, tx Transaction, de
 	if won {
 		log.ErrorContext(ctx, "payment arrived for an order closed here; WeChat Pay confirms it, so the order is reopened", "status", c.Status, "total_fen", tx.TotalFen)
 	}
-	return a.apply(ctx, o, c)
+	after, err := a.apply(ctx, o, c)
+	if err != nil {
+		return order.Order{}, err
+	}
+	d := order.DispositionLate
+	if c.TransactionID != tx.TransactionID {
+		d = order.DispositionExtra
+	}
+	return after, a.dispose(ctx, tx.TransactionID, d, false)
+}
+
+// notPaidState reports whether a WeChat Pay trade state says for certain
+// that the trade was not, and will not be, paid.
+func notPaidState(s string) bool {
+	return s == TradeStateClosed || s == TradeStateRevoked || s == TradeStatePayError
 }
 
 // paidState reports whether a WeChat Pay trade state means the buyer paid.
@@ -181,6 +241,14 @@ func (a *App) settleClosed(ctx context.Context, o order.Order, reason string) (o
 // apply writes a claimed decision onto the order unless it is already there.
 // Whoever finds a claim not yet applied (its winner died, say) applies it:
 // the decision rolls forward and nothing is lost.
+//
+// A CLOSED decision may be written late, by a closer that stalled after
+// winning its claim, on top of a late payment that has since reopened the
+// order. So after writing CLOSED, apply looks for the order's late-pay
+// claim and, if there is one, writes it again. The late payment inserts its
+// claim before writing PAID, and the closer reads for it after writing
+// CLOSED, so whichever write lands last, the order ends as the payment
+// decided.
 func (a *App) apply(ctx context.Context, o order.Order, c order.Claim) (order.Order, error) {
 	if o.Status == c.Status && o.TransactionID == c.TransactionID {
 		return o, nil
@@ -191,6 +259,25 @@ func (a *App) apply(ctx context.Context, o order.Order, c order.Claim) (order.Or
 	if err := a.store.ApplyClaim(ctx, c); err != nil {
 		return order.Order{}, storeError("apply settlement", err)
 	}
+	o = withClaim(o, c)
+	if c.Status != order.StatusClosed {
+		return o, nil
+	}
+	late, err := a.store.ClaimByKey(ctx, order.LatePayKey(o.ID))
+	if errors.Is(err, order.ErrNotFound) {
+		return o, nil
+	} else if err != nil {
+		return order.Order{}, storeError("look for a late payment", err)
+	}
+	if err := a.store.ApplyClaim(ctx, late); err != nil {
+		return order.Order{}, storeError("apply late payment", err)
+	}
+	a.log.WarnContext(ctx, "a late CLOSED write met a late payment; the payment's decision was written again", "order_id", o.ID, "transaction_id", late.TransactionID)
+	return withClaim(o, late), nil
+}
+
+// withClaim is o as the claim c leaves it.
+func withClaim(o order.Order, c order.Claim) order.Order {
 	o.Status = c.Status
 	o.TransactionID = c.TransactionID
 	if !c.PaidAt.IsZero() {
@@ -198,7 +285,7 @@ func (a *App) apply(ctx context.Context, o order.Order, c order.Claim) (order.Or
 		o.PaidAt = &paid
 	}
 	o.UpdatedAt = c.DecidedAt
-	return o, nil
+	return o
 }
 
 // reconcile asks WeChat Pay about an unpaid order and settles it to
@@ -223,5 +310,36 @@ func (a *App) reconcile(ctx context.Context, o order.Order) (order.Order, error)
 		return a.settleClosed(ctx, o, "closed at WeChat Pay")
 	default:
 		return o, nil
+	}
+}
+
+// redecidePayment takes up a ledger row whose decision was never written
+// (the function died between the ledger and the order) or that WeChat Pay
+// did not confirm yet: it asks WeChat Pay and settles the order as for a
+// query, which repairs an order closed here although WeChat Pay took its
+// payment. It reports the order before and after; an error leaves the row
+// for the next sweep.
+func (a *App) redecidePayment(ctx context.Context, p order.Payment) (before, after order.Order, err error) {
+	o, err := a.store.Order(ctx, p.OutTradeNo)
+	if err != nil {
+		return o, o, storeError("load order "+p.OutTradeNo, err)
+	}
+	q, err := a.channel.QueryOrder(ctx, o.ID)
+	if err != nil {
+		return o, o, channelError("query "+o.ID, err)
+	}
+	switch {
+	case paidState(q.TradeState) && q.TransactionID == p.TransactionID:
+		if q.AppID != a.channel.AppID() || q.MchID != a.channel.MchID() || q.OutTradeNo != o.ID {
+			return o, o, fmt.Errorf("query %s: reply names appid %q mchid %q out_trade_no %q", o.ID, q.AppID, q.MchID, q.OutTradeNo)
+		}
+		after, err := a.settlePaid(ctx, o, q, "query", "")
+		return o, after, err
+	case notPaidState(q.TradeState), paidState(q.TradeState):
+		// Not paid at all, or paid by another transaction: this row moved
+		// no money into this order.
+		return o, o, a.dispose(ctx, p.TransactionID, order.DispositionNotPaid, false)
+	default:
+		return o, o, nil // WeChat Pay does not confirm it yet: ask again next run
 	}
 }

@@ -59,6 +59,26 @@ type Store interface {
 	ClaimRefund(ctx context.Context, d order.RefundDecision) (order.RefundDecision, bool, error)
 	// ApplyRefund writes a decided outcome onto the refund record.
 	ApplyRefund(ctx context.Context, d order.RefundDecision) error
+
+	// Payment decisions and abuse limits.
+
+	// ClaimByKey returns the claim with key, or order.ErrNotFound.
+	ClaimByKey(ctx context.Context, key string) (order.Claim, error)
+	// SetPaymentDisposition records what a ledger row's payment did to its
+	// order (order.Disposition*). unconfirmed adds one to the row's count of
+	// deliveries WeChat Pay's query did not confirm.
+	SetPaymentDisposition(ctx context.Context, transactionID string, d order.Disposition, unconfirmed bool) error
+	// UndecidedPayments lists up to limit ledger rows whose disposition is
+	// still pending or unconfirmed, oldest first, after the given transaction
+	// id in that order ("" for the start).
+	UndecidedPayments(ctx context.Context, after string, limit int) ([]order.Payment, error)
+	// CountOpenOrders counts owner's NOTPAY orders that expire after t.
+	CountOpenOrders(ctx context.Context, owner string, t time.Time) (int, error)
+	// TakeSlot inserts key once per window; it reports whether this caller
+	// took it (false: someone did within the window).
+	TakeSlot(ctx context.Context, key string, window time.Duration, now time.Time) (bool, error)
+	// ReleaseSlot gives back a slot taken in the window holding now.
+	ReleaseSlot(ctx context.Context, key string, window time.Duration, now time.Time) error
 }
 
 // Channel is the payment channel (WeChat Pay APIv3). shared/wxpay implements

@@ -70,6 +70,32 @@ type Payment struct {
 	NotificationID string    `bson:"notification_id,omitempty" json:"notification_id,omitempty"`
 	Matched        bool      `bson:"matched" json:"matched"` // amount and currency equal the order's
 	RecordedAt     time.Time `bson:"recorded_at" json:"recorded_at"`
+	// Disposition is what this payment did to its order, so a reader of the
+	// ledger tells the settling payment from an extra one without the logs.
+	Disposition Disposition `bson:"disposition" json:"disposition"`
+	// Unconfirmed counts deliveries for a closed order that WeChat Pay's
+	// query did not (yet) confirm; each was answered 503 so it comes again.
+	Unconfirmed int `bson:"unconfirmed_deliveries,omitempty" json:"unconfirmed_deliveries,omitempty"`
+}
+
+// Disposition is what a ledger row's payment did to its order.
+type Disposition string
+
+// The dispositions. Pending and unconfirmed rows are not decided yet:
+// reconcile's payment sweep takes them up again.
+const (
+	DispositionPending     Disposition = "pending"     // recorded; its decision not yet written
+	DispositionSettled     Disposition = "settled"     // this payment made the order PAID
+	DispositionException   Disposition = "exception"   // this payment (wrong amount) made the order EXCEPTION
+	DispositionLate        Disposition = "late"        // reopened an order closed here, as WeChat Pay confirmed
+	DispositionExtra       Disposition = "extra"       // the order was already settled by another transaction: a person must refund it
+	DispositionUnconfirmed Disposition = "unconfirmed" // for a closed order; WeChat Pay's query does not confirm it yet
+	DispositionNotPaid     Disposition = "not_paid"    // for a closed order; WeChat Pay's query says the trade was not paid
+)
+
+// Decided reports whether d is final: the row needs no more work.
+func (d Disposition) Decided() bool {
+	return d != "" && d != DispositionPending && d != DispositionUnconfirmed
 }
 
 // Claim is an exactly-once decision. Its Key is unique in the store: the one

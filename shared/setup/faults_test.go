@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/payfn/payfn/shared/app"
 	"github.com/payfn/payfn/shared/order"
 	"github.com/payfn/payfn/shared/paysim"
 	"github.com/payfn/payfn/shared/store/embedded"
@@ -71,7 +72,8 @@ func TestAFaultAtAnySettlementWriteIsRecoveredByTheRetryOrAQuery(t *testing.T) {
 			})
 			t.Run(fmt.Sprintf("%s, %s, recovered by queryOrder", op, mode), func(t *testing.T) {
 				t.Parallel()
-				r := newRig(t, rigOptions{})
+				clock := &fakeClock{now: time.Now()}
+				r := newRig(t, rigOptions{now: clock.Now})
 				id, token, tx := r.paidAtWeChat(t)
 				r.faults.arm(op, mode)
 				first := r.tryPost("/queryOrder", token, map[string]string{"order_id": id})
@@ -79,6 +81,9 @@ func TestAFaultAtAnySettlementWriteIsRecoveredByTheRetryOrAQuery(t *testing.T) {
 				if r.faults.firedCount() != 1 {
 					t.Fatalf("the fault fired %d times", r.faults.firedCount())
 				}
+				// A killed call keeps its query slot: WeChat Pay is asked
+				// again in the next window, not before.
+				clock.Advance(app.DefaultQueryInterval)
 				if q := r.query(token, id).want(t, 200, ""); q.str("status") != "PAID" || q.str("transaction_id") != tx.TransactionID {
 					t.Fatalf("queryOrder after the fault = %s", q.raw)
 				}

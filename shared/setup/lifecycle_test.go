@@ -215,12 +215,13 @@ func TestPaymentForALocallyClosedOrderIsNeverDropped(t *testing.T) {
 		t.Fatalf("ledger has %d rows", len(l))
 	}
 
-	// WeChat Pay does not confirm it: recorded in the ledger, order stays closed.
+	// WeChat Pay does not confirm it: recorded in the ledger, order stays
+	// closed, and the notification is not acknowledged so it comes again.
 	unconfirmed := h.createOrder(token, "latte", 1)
 	h.pay(token, unconfirmed)
 	h.closeLocally(unconfirmed)
-	if s, body := h.notify(h.paidTx(unconfirmed, "o-buyer", 2800), paysim.NotifyOptions{}); s != 200 {
-		t.Fatalf("answered %d %s", s, body)
+	if s, body := h.notify(h.paidTx(unconfirmed, "o-buyer", 2800), paysim.NotifyOptions{}); s != 503 {
+		t.Fatalf("answered %d %s, want 503", s, body)
 	}
 	if h.order(unconfirmed).Status != order.StatusClosed || len(h.ledger(unconfirmed)) != 1 {
 		t.Fatalf("unconfirmed late payment: status %s, ledger %d; want CLOSED, 1", h.order(unconfirmed).Status, len(h.ledger(unconfirmed)))

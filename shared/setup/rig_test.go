@@ -7,6 +7,7 @@ package setup_test
 // (scripts/reliability) collects.
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/aes"
@@ -286,6 +287,12 @@ type rigOptions struct {
 	sst     time.Duration    // store server-selection timeout; default 3s
 	now     func() time.Time // the app's and the sessions' clock; default time.Now
 	ttl     time.Duration    // order and session lifetime; default 30m / 1h
+	// wrap, when set, puts test hooks around the fault store and the real
+	// channel (to pause one side of a race, say).
+	wrap func(app.Store, app.Channel) (app.Store, app.Channel)
+	// maxOpen is the open-orders cap per buyer; 0 means none, because the
+	// races place hundreds of orders for one buyer.
+	maxOpen int
 }
 
 // rig is a harness whose App reaches the real store through a faultStore.
@@ -333,7 +340,12 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		t.Fatal(err)
 	}
 	fs := newFaultStore(real)
-	a := app.New(app.Config{Store: fs, Channel: ch, Sessions: sessions, Codes: codes, OrderTTL: cfg.OrderTTL, Now: o.now})
+	var appStore app.Store = fs
+	var appChannel app.Channel = ch
+	if o.wrap != nil {
+		appStore, appChannel = o.wrap(fs, ch)
+	}
+	a := app.New(app.Config{Store: appStore, Channel: appChannel, Sessions: sessions, Codes: codes, OrderTTL: cfg.OrderTTL, Now: o.now, AdminKey: cfg.AdminKey, MaxOpenOrders: cmp.Or(o.maxOpen, -1)})
 	stack := &setup.Stack{Handler: httpapi.New(a, nil).Routes(), Store: real, Channel: ch, App: a}
 	t.Cleanup(func() { stack.Close(context.Background()) })
 	front.Store(stack.Handler)

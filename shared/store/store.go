@@ -222,13 +222,16 @@ func (s *Store) database(ctx context.Context) (*mongo.Database, error) {
 	return db, nil
 }
 
+// indexSpec is one index of one collection.
+type indexSpec struct {
+	coll  string
+	model mongo.IndexModel
+}
+
 // ensureIndexes creates the indexes the store relies on. Creating an index
 // that exists with the same definition is a no-op, so every process may run it.
 func ensureIndexes(ctx context.Context, db *mongo.Database) error {
-	want := []struct {
-		coll  string
-		model mongo.IndexModel
-	}{
+	want := []indexSpec{
 		// The createOrder idempotency key: one order per (owner, request id).
 		{colOrders, mongo.IndexModel{
 			Keys:    bson.D{{Key: "request_key", Value: 1}},
@@ -258,6 +261,7 @@ func ensureIndexes(ctx context.Context, db *mongo.Database) error {
 			Options: options.Index().SetName("order_id"),
 		}},
 	}
+	want = append(want, decisionIndexes...)
 	for _, w := range want {
 		if _, err := db.Collection(w.coll).Indexes().CreateOne(ctx, w.model); err != nil {
 			return fmt.Errorf("ensure indexes on %s: %w", w.coll, err)

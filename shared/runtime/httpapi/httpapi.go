@@ -320,6 +320,7 @@ var statusOf = map[app.Kind]int{
 	app.KindTooLarge:        http.StatusRequestEntityTooLarge,
 	app.KindUnavailable:     http.StatusServiceUnavailable,
 	app.KindBadGateway:      http.StatusBadGateway,
+	app.KindTooMany:         http.StatusTooManyRequests,
 	app.KindInternal:        http.StatusInternalServerError,
 }
 

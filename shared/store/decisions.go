@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/payfn/payfn/shared/order"
+)
+
+// colSlots holds rate-limit slots: one document per (key, window), inserted
+// once. closeExpired deletes the expired ones (FerretDB v1 has no TTL
+// indexes).
+const colSlots = "slots"
+
+// decisionIndexes are the indexes behind payment dispositions and the abuse
+// limits.
+var decisionIndexes = []indexSpec{
+	// Reconcile's payment sweep reads the few rows not yet decided.
+	{colPayments, mongo.IndexModel{
+		Keys:    bson.D{{Key: "disposition", Value: 1}, {Key: "_id", Value: 1}},
+		Options: options.Index().SetName("disposition_id"),
+	}},
+	// createOrder counts the buyer's open orders.
+	{colOrders, mongo.IndexModel{
+		Keys:    bson.D{{Key: "owner", Value: 1}, {Key: "status", Value: 1}, {Key: "expires_at", Value: 1}},
+		Options: options.Index().SetName("owner_status_expires_at"),
+	}},
+	{colSlots, mongo.IndexModel{
+		Keys:    bson.D{{Key: "expire_at", Value: 1}},
+		Options: options.Index().SetName("expire_at"),
+	}},
+}
+
+// ClaimByKey returns the claim with key, or order.ErrNotFound.
+func (s *Store) ClaimByKey(ctx context.Context, key string) (order.Claim, error) {
+	var c order.Claim
+	if err := s.findOne(ctx, colClaims, bson.D{{Key: "_id", Value: key}}, &c); err != nil {
+		return order.Claim{}, fmt.Errorf("load claim %s: %w", key, err)
+	}
+	return c, nil
+}
+
+// SetPaymentDisposition records what a ledger row's payment did to its
+// order. Every writer derives the value from the claims, so concurrent
+// writers write the same value; a lost count on a store whose updates are
+// read-modify-write only makes the count approximate.
+func (s *Store) SetPaymentDisposition(ctx context.Context, transactionID string, d order.Disposition, unconfirmed bool) error {
+	c, err := s.collection(ctx, colPayments)
+	if err != nil {
+		return fmt.Errorf("set disposition of payment %s: %w", transactionID, err)
+	}
+	update := bson.D{{Key: "$set", Value: bson.D{{Key: "disposition", Value: d}}}}
+	if unconfirmed {
+		update = append(update, bson.E{Key: "$inc", Value: bson.D{{Key: "unconfirmed_deliveries", Value: 1}}})
+	}
+	res, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: transactionID}}, update)
+	if err != nil {
+		return fmt.Errorf("set disposition of payment %s: %w", transactionID, err)
+	}
+	if res.MatchedCount == 0 {
+		return fmt.Errorf("set disposition of payment %s: %w", transactionID, order.ErrNotFound)
+	}
+	return nil
+}
+
+// UndecidedPayments lists up to limit ledger rows still pending or
+// unconfirmed, by transaction id, after the given one. Rows written before
+// dispositions existed have none and are left alone: they were decided then.
+func (s *Store) UndecidedPayments(ctx context.Context, after string, limit int) ([]order.Payment, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("list undecided payments: limit %d is not positive", limit)
+	}
+	filter := bson.D{{Key: "disposition", Value: bson.D{{Key: "$in", Value: bson.A{order.DispositionPending, order.DispositionUnconfirmed}}}}}
+	if after != "" {
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}})
+	}
+	c, err := s.collection(ctx, colPayments)
+	if err != nil {
+		return nil, fmt.Errorf("list undecided payments: %w", err)
+	}
+	cur, err := c.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("list undecided payments: %w", err)
+	}
+	var ps []order.Payment
+	if err := cur.All(ctx, &ps); err != nil {
+		return nil, fmt.Errorf("list undecided payments: %w", err)
+	}
+	return ps, nil
+}
+
+// CountOpenOrders counts owner's NOTPAY orders that expire after t: the
+// ones that can still be paid.
+func (s *Store) CountOpenOrders(ctx context.Context, owner string, t time.Time) (int, error) {
+	c, err := s.collection(ctx, colOrders)
+	if err != nil {
+		return 0, fmt.Errorf("count open orders of %s: %w", owner, err)
+	}
+	n, err := c.CountDocuments(ctx, bson.D{
+		{Key: "owner", Value: owner},
+		{Key: "status", Value: order.StatusNotPay},
+		{Key: "expires_at", Value: bson.D{{Key: "$gt", Value: bsonTime(t)}}},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count open orders of %s: %w", owner, err)
+	}
+	return int(n), nil
+}
+
+// TakeSlot inserts the slot for key in the window holding now. The insert is
+// the decision, as for claims: exactly one caller per window takes it.
+func (s *Store) TakeSlot(ctx context.Context, key string, window time.Duration, now time.Time) (bool, error) {
+	if window <= 0 {
+		return true, nil
+	}
+	start := now.UTC().Truncate(window)
+	doc := bson.D{
+		{Key: "_id", Value: slotID(key, window, now)},
+		{Key: "expire_at", Value: bsonTime(start.Add(2 * window))},
+	}
+	err := s.insert(ctx, colSlots, doc)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, order.ErrDuplicate):
+		return false, nil
+	default:
+		return false, fmt.Errorf("take slot %s: %w", key, err)
+	}
+}
+
+// ReleaseSlot deletes the slot for key in the window holding now, so the
+// next caller may take it.
+func (s *Store) ReleaseSlot(ctx context.Context, key string, window time.Duration, now time.Time) error {
+	if window <= 0 {
+		return nil
+	}
+	c, err := s.collection(ctx, colSlots)
+	if err != nil {
+		return fmt.Errorf("release slot %s: %w", key, err)
+	}
+	if _, err := c.DeleteOne(ctx, bson.D{{Key: "_id", Value: slotID(key, window, now)}}); err != nil {
+		return fmt.Errorf("release slot %s: %w", key, err)
+	}
+	return nil
+}
+
+// PurgeSlots deletes slots whose window ended before t.
+func (s *Store) PurgeSlots(ctx context.Context, t time.Time) (int64, error) {
+	c, err := s.collection(ctx, colSlots)
+	if err != nil {
+		return 0, fmt.Errorf("purge slots: %w", err)
+	}
+	res, err := c.DeleteMany(ctx, bson.D{{Key: "expire_at", Value: bson.D{{Key: "$lt", Value: bsonTime(t)}}}})
+	if err != nil {
+		return 0, fmt.Errorf("purge slots: %w", err)
+	}
+	return res.DeletedCount, nil
+}
+
+func slotID(key string, window time.Duration, now time.Time) string {
+	return fmt.Sprintf("%s@%d", key, now.UTC().Truncate(window).UnixMilli())
+}
