@@ -7,35 +7,10 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/payfn/payfn/shared/order"
 )
-
-// colSlots holds rate-limit slots: one document per (key, window), inserted
-// once. closeExpired deletes the expired ones (FerretDB v1 has no TTL
-// indexes).
-const colSlots = "slots"
-
-// decisionIndexes are the indexes behind payment dispositions and the abuse
-// limits.
-var decisionIndexes = []indexSpec{
-	// Reconcile's payment sweep reads the few rows not yet decided.
-	{colPayments, mongo.IndexModel{
-		Keys:    bson.D{{Key: "disposition", Value: 1}, {Key: "_id", Value: 1}},
-		Options: options.Index().SetName("disposition_id"),
-	}},
-	// createOrder counts the buyer's open orders.
-	{colOrders, mongo.IndexModel{
-		Keys:    bson.D{{Key: "owner", Value: 1}, {Key: "status", Value: 1}, {Key: "expires_at", Value: 1}},
-		Options: options.Index().SetName("owner_status_expires_at"),
-	}},
-	{colSlots, mongo.IndexModel{
-		Keys:    bson.D{{Key: "expire_at", Value: 1}},
-		Options: options.Index().SetName("expire_at"),
-	}},
-}
 
 // ClaimByKey returns the claim with key, or order.ErrNotFound.
 func (s *Store) ClaimByKey(ctx context.Context, key string) (order.Claim, error) {

@@ -35,6 +35,7 @@ const (
 	colPayments = "payments"
 	colClaims   = "claims"
 	colRefunds  = "refunds"
+	colSlots    = "slots" // rate-limit slots, one per (key, window)
 )
 
 // Defaults for Options.
@@ -260,8 +261,22 @@ func ensureIndexes(ctx context.Context, db *mongo.Database) error {
 			Keys:    bson.D{{Key: "order_id", Value: 1}},
 			Options: options.Index().SetName("order_id"),
 		}},
+		// Reconcile's payment sweep reads the few ledger rows not yet decided.
+		{colPayments, mongo.IndexModel{
+			Keys:    bson.D{{Key: "disposition", Value: 1}, {Key: "_id", Value: 1}},
+			Options: options.Index().SetName("disposition_id"),
+		}},
+		// createOrder counts the buyer's open orders.
+		{colOrders, mongo.IndexModel{
+			Keys:    bson.D{{Key: "owner", Value: 1}, {Key: "status", Value: 1}, {Key: "expires_at", Value: 1}},
+			Options: options.Index().SetName("owner_status_expires_at"),
+		}},
+		// closeExpired purges rate-limit slots whose window has passed.
+		{colSlots, mongo.IndexModel{
+			Keys:    bson.D{{Key: "expire_at", Value: 1}},
+			Options: options.Index().SetName("expire_at"),
+		}},
 	}
-	want = append(want, decisionIndexes...)
 	for _, w := range want {
 		if _, err := db.Collection(w.coll).Indexes().CreateOne(ctx, w.model); err != nil {
 			return fmt.Errorf("ensure indexes on %s: %w", w.coll, err)
