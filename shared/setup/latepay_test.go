@@ -90,6 +90,13 @@ func TestASlowCloseNeverOverwritesALatePayment(t *testing.T) {
 		t.Fatalf("ledger %+v, want one row disposed %q", l, order.DispositionLate)
 	}
 	r.refund(id, "RL-1", 2800).want(t, 201, "")
+	ds := r.sim.Deliveries(id)
+	answers := map[string]int{}
+	for _, d := range ds {
+		answers[statusKey(d.Status)]++
+	}
+	report(t, figures{Case: "closeExpired stalled before its CLOSED write while a late payment was decided", Tried: 1,
+		Answers: answers, LedgerRows: len(r.ledger(id)), Transitions: len(r.claims(id)), StateChanges: 0})
 }
 
 // TestUnconfirmedLatePaymentIsNotAcknowledgedUntilWeChatPayDecides: a
@@ -146,6 +153,8 @@ func TestUnconfirmedLatePaymentIsNotAcknowledgedUntilWeChatPayDecides(t *testing
 	if l := h.ledger(closed); h.order(closed).Status != order.StatusClosed || len(l) != 1 || l[0].Disposition != order.DispositionNotPaid {
 		t.Fatalf("closed trade: order %s, ledger %+v", h.order(closed).Status, l)
 	}
+	report(t, figures{Case: "genuine notification for a closed order: unconfirmed twice, then confirmed; and one WeChat Pay closed", Tried: 4,
+		Answers: map[string]int{"503": 2, "200": 2}, LedgerRows: len(h.ledger(id)) + len(h.ledger(closed)), Transitions: len(h.claims(id)) + len(h.claims(closed))})
 }
 
 // TestLedgerTellsTheSettlingPaymentFromAnExtraOne: the ledger row of the
@@ -249,4 +258,83 @@ type countingQueries struct {
 func (c countingQueries) QueryOrder(ctx context.Context, outTradeNo string) (app.Transaction, error) {
 	c.n.Add(1)
 	return c.Channel.QueryOrder(ctx, outTradeNo)
+}
+
+// TestReconcileRepairsClosedOrdersThatWeChatPayPaid: reconcile's payment
+// sweep finds every CLOSED order whose payment is on record but whose
+// decision never landed — a late-pay claim not applied (its winner died),
+// a ledger row left pending (the function died after recording it), a
+// payment WeChat Pay did not confirm at first — and follows WeChat Pay:
+// PAID where it took the money, CLOSED (the row marked not_paid) where it
+// says the trade was closed unpaid.
+func TestReconcileRepairsClosedOrdersThatWeChatPayPaid(t *testing.T) {
+	h, clock := clockedHarness(t)
+	ctx := context.Background()
+	token := h.login("o-buyer")
+
+	// paidAtWeChat closes id here although WeChat Pay took its payment, and
+	// records the payment's ledger row as pending, as a function that died
+	// right after the ledger insert leaves it.
+	paidAtWeChat := func() (string, string) {
+		id := h.createOrder(token, "latte", 1)
+		prepayID, _ := h.pay(token, id)
+		paid, err := h.sim.Pay(ctx, prepayID, paysim.PayOptions{NoNotify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.closeLocally(id)
+		if err := h.stack.Store.RecordPayment(ctx, order.Payment{
+			TransactionID: paid.TransactionID, OutTradeNo: id, AppID: testAppID, MchID: testMchID,
+			TradeState: "SUCCESS", TotalFen: 2800, PayerTotalFen: 2800, Currency: "CNY", PayerOpenID: "o-buyer",
+			SuccessTime: time.Now(), Source: "notification", Matched: true, RecordedAt: time.Now(),
+			Disposition: order.DispositionPending,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return id, paid.TransactionID
+	}
+	pending, pendingTx := paidAtWeChat()
+	claimed, claimedTx := paidAtWeChat()
+	if _, won, err := h.stack.Store.Claim(ctx, order.Claim{Key: order.LatePayKey(claimed), OrderID: claimed,
+		Status: order.StatusPaid, TransactionID: claimedTx, PaidAt: time.Now(), DecidedAt: time.Now()}); err != nil || !won {
+		t.Fatalf("late-pay claim: %v %v", err, won)
+	}
+	// A payment WeChat Pay did not confirm, then closed unpaid.
+	unpaid := h.createOrder(token, "latte", 1)
+	h.pay(token, unpaid)
+	h.closeLocally(unpaid)
+	if s, _ := h.notify(h.paidTx(unpaid, "o-buyer", 2800), paysim.NotifyOptions{}); s != 503 {
+		t.Fatalf("unconfirmed delivery answered %d", s)
+	}
+	if err := h.sim.CloseSilently(ctx, unpaid); err != nil {
+		t.Fatal(err)
+	}
+
+	clock.Advance(6 * time.Minute)
+	rep, err := h.stack.App.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, tx := range map[string]string{pending: pendingTx, claimed: claimedTx} {
+		if o := h.order(id); o.Status != order.StatusPaid || o.TransactionID != tx {
+			t.Errorf("order %s is %s by %q, want PAID by %s (report %+v)", id, o.Status, o.TransactionID, tx, rep)
+		}
+		if l := h.ledger(id); len(l) != 1 || l[0].Disposition != order.DispositionLate {
+			t.Errorf("ledger of %s: %+v", id, l)
+		}
+	}
+	if l := h.ledger(unpaid); h.order(unpaid).Status != order.StatusClosed || len(l) != 1 || l[0].Disposition != order.DispositionNotPaid {
+		t.Errorf("unpaid: order %s, ledger %+v", h.order(unpaid).Status, l)
+	}
+	fixed := map[string]string{}
+	for _, f := range rep.Fixes {
+		fixed[f.OrderID] = f.From + "->" + f.To
+	}
+	if fixed[pending] != "CLOSED->PAID" || fixed[claimed] != "CLOSED->PAID" {
+		t.Errorf("report fixes %v", fixed)
+	}
+	again, err := h.stack.App.Reconcile(ctx)
+	if err != nil || len(again.Fixes) != 0 {
+		t.Fatalf("second run: %+v %v", again, err)
+	}
 }
