@@ -1,17 +1,20 @@
 package wxpay
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/wechatpay-apiv3/wechatpay-go/core/notify"
@@ -77,7 +80,7 @@ type refundResource struct {
 // exactly the checks of ParseNotification.
 func (c *Channel) ParseRefundNotification(ctx context.Context, header http.Header, body []byte) (app.RefundNotification, error) {
 	var r refundResource
-	env, err := c.parse(ctx, header, body, func(plaintext []byte) error { return json.Unmarshal(plaintext, &r) })
+	env, err := c.parse(ctx, header, body, func(plaintext []byte) error { return unmarshalOnce(plaintext, &r) })
 	if err != nil {
 		return app.RefundNotification{}, err
 	}
@@ -216,10 +219,11 @@ func decodeEnvelope(body []byte, env *envelope) bool {
 	return slowEnvelope(body, env)
 }
 
-// slowEnvelope is decodeEnvelope through encoding/json and notify.Request.
+// slowEnvelope is decodeEnvelope through encoding/json and notify.Request,
+// refusing a body that names a field twice (see unmarshalOnce).
 func slowEnvelope(body []byte, env *envelope) bool {
 	var nr notify.Request
-	if err := json.Unmarshal(body, &nr); err != nil {
+	if err := unmarshalOnce(body, &nr); err != nil {
 		return false
 	}
 	env.id, env.eventType = nr.ID, nr.EventType
@@ -328,15 +332,103 @@ func fastEnvelope(body []byte, env *envelope) bool {
 }
 
 // decodeTransaction decodes a decrypted payment resource into tx exactly as
-// json.Unmarshal would, and fails when json.Unmarshal would. The plain
-// subset of JSON (see plainJSON) is read in one pass into one allocation;
-// anything else goes through encoding/json.
+// json.Unmarshal would, and fails when json.Unmarshal would or when the
+// resource names a field twice. The plain subset of JSON (see plainJSON) is
+// read in one pass into one allocation; anything else goes through
+// unmarshalOnce.
 func decodeTransaction(plaintext []byte, tx *payments.Transaction) error {
 	if fastTransaction(plaintext, tx) {
 		return nil
 	}
 	*tx = payments.Transaction{}
-	return json.Unmarshal(plaintext, tx)
+	return unmarshalOnce(plaintext, tx)
+}
+
+// errRepeatedKey is unmarshalOnce's refusal.
+var errRepeatedKey = errors.New("an object names a key twice")
+
+// unmarshalOnce is json.Unmarshal that first refuses a document in which any
+// object, at any depth, names a key twice. encoding/json keeps the last
+// copy, and matches keys to fields without regard to case, so keys are
+// compared folded as it folds them: "amount" twice, or "total" and "TOTAL",
+// would otherwise let whoever appended a copy decide what the notification
+// says. WeChat Pay never repeats a key, so a signed notification that does is
+// malformed, not a choice to make on its last copy.
+func unmarshalOnce(data []byte, v any) error {
+	if repeatsKey(data) {
+		return errRepeatedKey
+	}
+	return json.Unmarshal(data, v)
+}
+
+// repeatsKey reports whether some object in data names a key twice (folded
+// as encoding/json folds). For invalid JSON the answer does not matter:
+// json.Unmarshal refuses it anyway.
+func repeatsKey(data []byte) bool {
+	// One frame per open object or array; an object's frame holds its folded
+	// keys so far and whether the next token is a key (json.Decoder's Token
+	// does not say which strings are keys).
+	type frame struct {
+		keys    map[string]bool // nil for an array
+		wantKey bool
+	}
+	var open []*frame
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		var top *frame
+		if len(open) > 0 {
+			top = open[len(open)-1]
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			open = open[:len(open)-1]
+			if len(open) == 0 {
+				return false
+			}
+			continue
+		}
+		if top != nil && top.wantKey {
+			k := foldKey(tok.(string)) // Token yields only strings as keys
+			if top.keys[k] {
+				return true
+			}
+			top.keys[k] = true
+			top.wantKey = false
+			continue
+		}
+		// A value: once it ends, its object expects a key again.
+		if top != nil && top.keys != nil {
+			top.wantKey = true
+		}
+		switch tok {
+		case json.Delim('{'):
+			open = append(open, &frame{keys: map[string]bool{}, wantKey: true})
+		case json.Delim('['):
+			open = append(open, &frame{})
+		default:
+			if top == nil {
+				return false // a bare scalar
+			}
+		}
+	}
+}
+
+// foldKey maps every rune to the smallest rune of its case-folding set, so
+// two keys fold alike exactly when encoding/json (bytes.EqualFold) would
+// match them to the same field.
+func foldKey(key string) string {
+	return strings.Map(func(r rune) rune {
+		for {
+			f := unicode.SimpleFold(r)
+			if f <= r {
+				return f
+			}
+			r = f
+		}
+	}, key)
 }
 
 // txValues holds what a payments.Transaction's pointers point to, so that
