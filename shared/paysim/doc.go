@@ -19,6 +19,11 @@
 //     Pay public key; they differ only by serial (certificate serial vs
 //     public key id), which is what verifiers select on.
 //
+// By default everything lives in memory; with Options.StatePath the trades,
+// prepay_ids and refunds are kept in a JSON file (written atomically soon
+// after each change, and on Close) so a restarted simulator carries on, as
+// the dev stack needs.
+//
 // The control API (Go methods, and HTTP under /sim/) needs no signature; it
 // is for tests, the dev stack's checkout page and scripts. Mount the server
 // at the root of a listener: request signatures cover r.RequestURI.

@@ -213,6 +213,7 @@ func (s *Server) handleRefund(_ *http.Request, body []byte) reply {
 		Refund: b.Amount.Refund, Total: b.Amount.Total, CreatedAt: now.Truncate(time.Second),
 	}
 	s.refunds[r.OutRefundNo] = r
+	s.changedLocked()
 	s.log.Info("paysim refund accepted", "out_trade_no", no, "out_refund_no", r.OutRefundNo, "refund_fen", r.Refund)
 	if !s.refundCfg.Hold {
 		cfg := s.refundCfg
@@ -262,6 +263,7 @@ func (s *Server) settleRefund(outRefundNo, outcome string, notify bool) bool {
 		r.SuccessTime = s.now().Truncate(time.Second)
 		s.trades[r.OutTradeNo].refunded = true
 	}
+	s.changedLocked()
 	s.log.Info("paysim refund settled", "out_refund_no", outRefundNo, "status", outcome, "notify", notify && r.NotifyURL != "")
 	if !notify || r.NotifyURL == "" {
 		return true
@@ -316,5 +318,6 @@ func (s *Server) CloseSilently(ctx context.Context, outTradeNo string) error {
 		return fmt.Errorf("close %s: trade is %s", outTradeNo, t.state)
 	}
 	t.state = StateClosed
+	s.changedLocked()
 	return nil
 }

@@ -66,6 +66,13 @@ type Options struct {
 	// reply timestamps against its own clock, so keep it near real time.
 	Now    func() time.Time
 	Logger *slog.Logger // default discards
+
+	// StatePath, when set, is a JSON file that keeps the trades, prepay_ids
+	// and refunds across restarts (the dev stack's data folder): New loads
+	// it if it exists, every change is written soon after (a temporary file
+	// renamed over it) and Close writes the last. Empty keeps everything in
+	// memory, as tests want.
+	StatePath string
 }
 
 // Keys are the simulator's WeChat-side secrets, for tools that act as WeChat
@@ -134,6 +141,10 @@ type Server struct {
 	failNext   failure
 	srv        *http.Server
 	baseURL    string
+
+	statePath string
+	dirty     chan struct{} // a save is due (capacity 1)
+	saveMu    sync.Mutex    // one writer of the state file at a time
 }
 
 type failure struct {
@@ -231,7 +242,18 @@ func New(opts Options) (*Server, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
+	if opts.StatePath != "" {
+		s.statePath = opts.StatePath
+		s.dirty = make(chan struct{}, 1)
+		if err := s.loadState(); err != nil {
+			return nil, err
+		}
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if s.statePath != "" {
+		s.wg.Add(1)
+		go s.saver()
+	}
 	s.routes()
 	return s, nil
 }
@@ -374,6 +396,11 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	s.transport.CloseIdleConnections()
+	if s.statePath != "" {
+		// The saver has stopped; whatever changed since its last write is
+		// written now.
+		err = errors.Join(err, s.save())
+	}
 	if err != nil {
 		return fmt.Errorf("paysim close: %w", err)
 	}

@@ -169,7 +169,8 @@ func has4ByteRune(s string) bool {
 }
 
 // validNotifyURL applies WeChat's rule (HTTPS, no query string), relaxed to
-// allow plain HTTP on loopback because tests and the dev stack run there.
+// allow plain HTTP on loopback and private (LAN) addresses because tests and
+// the dev stack run there (`-addr 192.168.1.5:8080` to reach it from a phone).
 func validNotifyURL(raw string) string {
 	if len(raw) > 255 {
 		return "longer than 255 characters"
@@ -189,7 +190,7 @@ func validNotifyURL(raw string) string {
 		if host == "localhost" {
 			return ""
 		}
-		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		if ip := net.ParseIP(host); ip != nil && (ip.IsLoopback() || ip.IsPrivate()) {
 			return ""
 		}
 		return "must be https"
@@ -278,6 +279,7 @@ func (s *Server) handlePrepay(_ *http.Request, body []byte) reply {
 	id := "wx" + now.In(cst).Format("20060102150405") + randHex(10)
 	t.prepayIDs = append(t.prepayIDs, id)
 	s.prepays[id] = &prepay{id: id, outTradeNo: p.OutTradeNo, expiresAt: now.Add(prepayLifetime)}
+	s.changedLocked()
 	s.log.Info("paysim prepay", "out_trade_no", p.OutTradeNo, "total_fen", p.Total, "reentry", ok)
 	return reply{status: http.StatusOK, body: map[string]string{"prepay_id": id}}
 }
@@ -370,6 +372,7 @@ func (s *Server) handleClose(r *http.Request, body []byte) reply {
 		return errReply(http.StatusBadRequest, CodeOrderPaid, "订单已支付，不能关单")
 	}
 	t.state = StateClosed
+	s.changedLocked()
 	s.log.Info("paysim close", "out_trade_no", no)
 	return reply{status: http.StatusNoContent}
 }
@@ -448,6 +451,7 @@ func (s *Server) Pay(ctx context.Context, prepayID string, opts PayOptions) (Pai
 		t.paidTotal = opts.PaidTotalFen
 	}
 	s.byTxID[t.txID] = t.p.OutTradeNo
+	s.changedLocked()
 	paid := PaidTrade{
 		OutTradeNo:    t.p.OutTradeNo,
 		TransactionID: t.txID,
