@@ -4,7 +4,10 @@
 // every function on one port with the cloud routes, seeded demo products and
 // a checkout page that walks a purchase end to end in a browser.
 //
-//	go run ./scripts/dev [-addr 127.0.0.1:8080] [-sim-addr 127.0.0.1:8081] [-data .payfn]
+//	go run ./scripts/dev [-addr 127.0.0.1:8080] [-sim-addr 127.0.0.1:8081] [-data .payfn] [-fresh]
+//
+// The embedded store scans whole collections, so it slows as orders pile up
+// in the data folder; -fresh starts over without deleting anything.
 package main
 
 import (
@@ -25,6 +28,7 @@ func main() {
 	flag.StringVar(&o.Addr, "addr", "127.0.0.1:8080", "address of the functions and the checkout page")
 	flag.StringVar(&o.SimAddr, "sim-addr", "127.0.0.1:8081", "address of the WeChat Pay simulator")
 	flag.StringVar(&o.DataDir, "data", ".payfn", "folder for the embedded store's data and the local keys")
+	flag.BoolVar(&o.Fresh, "fresh", false, "move the data folder aside (keeping the local keys) and start with an empty store and simulator")
 	flag.Parse()
 
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))

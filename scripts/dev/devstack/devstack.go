@@ -17,8 +17,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,13 +38,20 @@ const (
 	LocalMchID = "1900000109"
 )
 
+// SimStateFile, in the data folder, holds the simulator's trades and refunds.
+const SimStateFile = "wechatpay-sim-state.json"
+
 // Options configure the local stack.
 type Options struct {
 	Addr    string // functions and checkout page; "127.0.0.1:0" picks a port
 	SimAddr string // the WeChat Pay simulator
 	DataDir string // embedded store data and local keys
-	Getenv  func(string) string
-	Logger  *slog.Logger
+	// Fresh moves the data folder aside first (keeping the local keys), so
+	// the stack starts with an empty store and simulator: the embedded
+	// store scans whole collections, and slows as orders accumulate.
+	Fresh  bool
+	Getenv func(string) string
+	Logger *slog.Logger
 	// JobInterval is how often closeExpired and reconcile run (default 1m).
 	JobInterval time.Duration
 	// SimRetrySchedule overrides the simulator's notification retry waits
@@ -57,9 +66,14 @@ type Stack struct {
 	MongoURI string
 	Embedded bool
 	DataDir  string
+	OldData  string // where Fresh moved the previous data folder; "" if it did not
 	Sim      *paysim.Server
 	App      *setup.Stack
 	Config   config.Config
+	// AllInterfaces is set when Addr listens on every interface (0.0.0.0,
+	// [::]), so the page is reachable from the LAN while URL (and the
+	// notify_url) stay on loopback.
+	AllInterfaces bool
 
 	db       *embedded.Server
 	srv      *http.Server
@@ -109,6 +123,15 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	var oldData string
+	if o.Fresh {
+		if oldData, err = MoveAside(o.DataDir, time.Now()); err != nil {
+			return nil, err
+		}
+		if oldData != "" {
+			o.Logger.Info("moved the old data folder aside", "from", o.DataDir, "to", oldData)
+		}
+	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
@@ -120,7 +143,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{DataDir: o.DataDir, log: o.Logger}
+	s := &Stack{DataDir: o.DataDir, OldData: oldData, log: o.Logger}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -140,7 +163,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", o.Addr, err)
 	}
-	s.URL = "http://" + ln.Addr().String()
+	s.URL, s.AllInterfaces = localURL(ln.Addr())
 	if cfg.SessionSecret == "" {
 		cfg.SessionSecret = sec.SessionSecret
 	}
@@ -197,6 +220,10 @@ func (s *Stack) startSimulator(cfg *config.Config, sec localSecrets, o Options) 
 		MerchantSerial: cfg.MchCertSerial, MerchantPublicKey: &mchKey.PublicKey,
 		PlatformKey: platformKey, PublicKeyID: "PUB_KEY_ID_0114000000000000000000000000000001",
 		RetrySchedule: o.SimRetrySchedule, Logger: o.Logger,
+		// Trades and refunds outlive a restart, as the orders in the store
+		// do: without this, paying or refunding an order made before the
+		// restart failed with "unknown prepay_id" or REFUND_REJECTED.
+		StatePath: filepath.Join(s.DataDir, SimStateFile),
 	})
 	if err != nil {
 		return fmt.Errorf("simulator: %w", err)
@@ -233,11 +260,47 @@ func writeSimKeys(path string, k paysim.Keys, url, merchantSerial string) error 
 	return os.WriteFile(path, b, 0o600)
 }
 
+// localURL is the base URL for a listener: its own address, or loopback when
+// it listens on every interface ("http://0.0.0.0:8080" is no address to
+// send a notification or a browser to).
+func localURL(a net.Addr) (string, bool) {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return "http://" + a.String(), false
+	}
+	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port)), true
+}
+
+// lanURLs lists the page's addresses on this machine's private networks, for
+// opening it from a phone or another computer.
+func lanURLs(base string) []string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.IsPrivate() {
+			out = append(out, "http://"+net.JoinHostPort(n.IP.String(), u.Port())+"/")
+		}
+	}
+	return out
+}
+
 // Summary says where everything is.
 func (s *Stack) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "payfn local stack\n")
 	fmt.Fprintf(&b, "  checkout page   %s/\n", s.URL)
+	if s.AllInterfaces {
+		for _, u := range lanURLs(s.URL) {
+			fmt.Fprintf(&b, "                  %s (LAN)\n", u)
+		}
+	}
 	fmt.Fprintf(&b, "  functions       POST %s/login /createOrder /pay /queryOrder\n", s.URL)
 	fmt.Fprintf(&b, "  merchant        POST %s/admin/refund (X-Payfn-Admin-Key in %s)\n", s.URL, filepath.Join(s.DataDir, "local-secrets.json"))
 	fmt.Fprintf(&b, "  notify_url      %s (refunds: /refund)\n", s.Config.NotifyURL)
@@ -251,6 +314,9 @@ func (s *Stack) Summary() string {
 		fmt.Fprintf(&b, "  WeChat Pay      simulator at %s (keys in %s)\n", s.SimURL, filepath.Join(s.DataDir, "wechatpay-sim.json"))
 	} else {
 		fmt.Fprintf(&b, "  WeChat Pay      merchant %s (real)\n", s.Config.MchID)
+	}
+	if s.OldData != "" {
+		fmt.Fprintf(&b, "  old data        moved to %s (keys kept here; delete it when you no longer need it)\n", s.OldData)
 	}
 	fmt.Fprintf(&b, "press Ctrl-C to stop\n")
 	return b.String()
@@ -287,6 +353,37 @@ func DemoProducts() []order.Product {
 		{ID: "member-month", Title: "Membership, 1 month", Summary: "Membership", Description: "All articles for 30 days.", Image: "⭐", PriceFen: 1990, Active: true},
 		{ID: "retired-mug", Title: "Retired mug", Summary: "No longer sold", Description: "Kept to show an inactive product.", Image: "🍵", PriceFen: 5000, Active: false},
 	}
+}
+
+// MoveAside renames the data folder dir to dir-old-<UTC time> and starts a
+// new dir holding only the local keys (local-secrets.json), so admin keys
+// and merchant settings stay the same while the store and the simulator
+// start empty. It returns where the old folder went, or "" when dir did not
+// exist. Nothing is deleted: the old folder is the user's to remove.
+func MoveAside(dir string, now time.Time) (string, error) {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	} else if err != nil {
+		return "", fmt.Errorf("fresh data folder: %w", err)
+	}
+	old := filepath.Clean(dir) + "-old-" + now.UTC().Format("20060102T150405Z")
+	if err := os.Rename(dir, old); err != nil {
+		return "", fmt.Errorf("fresh data folder: move %s aside: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return old, fmt.Errorf("fresh data folder: %w", err)
+	}
+	b, err := os.ReadFile(filepath.Join(old, "local-secrets.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return old, nil
+	}
+	if err != nil {
+		return old, fmt.Errorf("fresh data folder: keep local keys: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "local-secrets.json"), b, 0o600); err != nil {
+		return old, fmt.Errorf("fresh data folder: keep local keys: %w", err)
+	}
+	return old, nil
 }
 
 func loadSecrets(path string) (localSecrets, error) {

@@ -150,3 +150,174 @@ func TestRestartKeepsKeysAndOrders(t *testing.T) {
 		t.Fatalf("after restart the order or the session is gone: %d %+v", st, again)
 	}
 }
+
+func getResp(t *testing.T, url string) *http.Response {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(b)
+}
+
+// login returns a session token for openid, the way the checkout page gets
+// one.
+func login(t *testing.T, base, openid string) string {
+	t.Helper()
+	var code struct{ Code string }
+	call(t, base, "/dev/login-code", "", map[string]string{"openid": openid}, &code)
+	var session struct{ Token string }
+	if st := call(t, base, "/login", "", map[string]string{"code": code.Code}, &session); st != http.StatusOK {
+		t.Fatalf("login: %d", st)
+	}
+	return session.Token
+}
+
+// TestRestartKeepsTheSimulatorsTradesSoPayAndRefundStillWork restarts the
+// stack between getting the payment parameters and paying, and between
+// paying and refunding: the simulator's trades live in the data folder as
+// the orders do (before, the restarted simulator answered "unknown
+// prepay_id" and the refund 502 REFUND_REJECTED).
+func TestRestartKeepsTheSimulatorsTradesSoPayAndRefundStillWork(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir)
+	token := login(t, s.URL, "o-restart")
+	var o struct {
+		OrderID string `json:"order_id"`
+		Status  string
+	}
+	call(t, s.URL, "/createOrder", token, map[string]any{"product_id": "coffee-latte", "quantity": 1, "request_id": "restart-1"}, &o)
+	var pay struct{ Payment map[string]string }
+	if st := call(t, s.URL, "/pay", token, map[string]string{"order_id": o.OrderID}, &pay); st != http.StatusOK {
+		t.Fatalf("pay: %d", st)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = start(t, dir)
+	if st := call(t, s.URL, "/dev/sim-pay", "", map[string]string{"package": pay.Payment["package"]}, nil); st != http.StatusOK {
+		t.Fatalf("paying prepay parameters from before the restart: %d", st)
+	}
+	waitStatus(t, s.URL, token, o.OrderID, "PAID")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = start(t, dir)
+	defer s.Close()
+	b, _ := json.Marshal(map[string]any{"order_id": o.OrderID, "out_refund_no": "R-restart-1", "amount_fen": 2800, "reason": "restart test"})
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/admin/refund", bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Payfn-Admin-Key", s.Config.AdminKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("refund of an order paid before the restart: %d %s", resp.StatusCode, raw)
+	}
+}
+
+func waitStatus(t *testing.T, base, token, orderID, want string) {
+	t.Helper()
+	var o struct{ Status string }
+	deadline := time.Now().Add(10 * time.Second)
+	for o.Status != want && time.Now().Before(deadline) {
+		call(t, base, "/queryOrder", token, map[string]string{"order_id": orderID}, &o)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if o.Status != want {
+		t.Fatalf("order %s is %s, want %s", orderID, o.Status, want)
+	}
+}
+
+// TestFreshMovesTheDataAsideAndKeepsTheKeys is `go run ./scripts/dev
+// -fresh`: an empty store and simulator, the same local keys, and the old
+// folder kept where the summary says.
+func TestFreshMovesTheDataAsideAndKeepsTheKeys(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), ".payfn")
+	s := start(t, dir)
+	token := login(t, s.URL, "o-fresh")
+	var o struct {
+		OrderID string `json:"order_id"`
+	}
+	call(t, s.URL, "/createOrder", token, map[string]any{"product_id": "article-42", "quantity": 1, "request_id": "fresh-1"}, &o)
+	before := s.Config
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := devstack.Start(context.Background(), devstack.Options{
+		Addr: "127.0.0.1:0", SimAddr: "127.0.0.1:0", DataDir: dir, Fresh: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.OldData == "" || !strings.HasPrefix(s.OldData, dir+"-old-") {
+		t.Fatalf("OldData = %q, want %s-old-<time>", s.OldData, dir)
+	}
+	if !strings.Contains(s.Summary(), s.OldData) {
+		t.Errorf("the summary does not say where the old data went:\n%s", s.Summary())
+	}
+	for _, f := range []string{"local-secrets.json", "db", devstack.SimStateFile} {
+		if _, err := os.Stat(filepath.Join(s.OldData, f)); err != nil {
+			t.Errorf("old data folder lacks %s: %v", f, err)
+		}
+	}
+	if s.Config.AdminKey != before.AdminKey || s.Config.MchPrivateKeyPEM != before.MchPrivateKeyPEM {
+		t.Error("-fresh made new local keys; it should keep them")
+	}
+	var again struct{ Code string }
+	if st := call(t, s.URL, "/queryOrder", token, map[string]string{"order_id": o.OrderID}, &again); st != http.StatusNotFound {
+		t.Errorf("an order from before -fresh: %d %+v, want 404", st, again)
+	}
+}
+
+// TestEveryInterfaceKeepsTheNotifyURLOnLoopback: -addr 0.0.0.0:8080 opens
+// the page to the LAN; the functions' URL and notify_url must still be an
+// address the simulator accepts and can reach.
+func TestEveryInterfaceKeepsTheNotifyURLOnLoopback(t *testing.T) {
+	s, err := devstack.Start(context.Background(), devstack.Options{
+		Addr: "0.0.0.0:0", SimAddr: "127.0.0.1:0", DataDir: t.TempDir(),
+		SimRetrySchedule: []time.Duration{50 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !s.AllInterfaces || !strings.HasPrefix(s.URL, "http://127.0.0.1:") || !strings.HasPrefix(s.Config.NotifyURL, "http://127.0.0.1:") {
+		t.Fatalf("URL %s, notify_url %s, all interfaces %v", s.URL, s.Config.NotifyURL, s.AllInterfaces)
+	}
+	token := login(t, s.URL, "o-lan")
+	var o struct {
+		OrderID string `json:"order_id"`
+	}
+	call(t, s.URL, "/createOrder", token, map[string]any{"product_id": "article-42", "quantity": 1, "request_id": "lan-1"}, &o)
+	var pay struct{ Payment map[string]string }
+	if st := call(t, s.URL, "/pay", token, map[string]string{"order_id": o.OrderID}, &pay); st != http.StatusOK {
+		t.Fatalf("pay: %d", st)
+	}
+	if st := call(t, s.URL, "/dev/sim-pay", "", map[string]string{"package": pay.Payment["package"]}, nil); st != http.StatusOK {
+		t.Fatalf("sim-pay: %d", st)
+	}
+	waitStatus(t, s.URL, token, o.OrderID, "PAID")
+}
