@@ -23,6 +23,11 @@ func (s *Stack) routes() http.Handler {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(checkoutPage)
 	})
+	// The page links an inline icon; this answers browsers and tools that
+	// ask anyway, so no 404 shows in the console.
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("GET /dev/products", func(w http.ResponseWriter, r *http.Request) {
 		ps, err := s.App.Store.Products(r.Context())
 		if err != nil {
