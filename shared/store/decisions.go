@@ -30,6 +30,8 @@ func (s *Store) SetPaymentDisposition(ctx context.Context, transactionID string,
 	if err != nil {
 		return fmt.Errorf("set disposition of payment %s: %w", transactionID, err)
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	update := bson.D{{Key: "$set", Value: bson.D{{Key: "disposition", Value: d}}}}
 	if unconfirmed {
 		update = append(update, bson.E{Key: "$inc", Value: bson.D{{Key: "unconfirmed_deliveries", Value: 1}}})
@@ -59,6 +61,8 @@ func (s *Store) UndecidedPayments(ctx context.Context, after string, limit int) 
 	if err != nil {
 		return nil, fmt.Errorf("list undecided payments: %w", err)
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	cur, err := c.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
 	if err != nil {
 		return nil, fmt.Errorf("list undecided payments: %w", err)
@@ -77,6 +81,8 @@ func (s *Store) CountOpenOrders(ctx context.Context, owner string, t time.Time) 
 	if err != nil {
 		return 0, fmt.Errorf("count open orders of %s: %w", owner, err)
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	n, err := c.CountDocuments(ctx, bson.D{
 		{Key: "owner", Value: owner},
 		{Key: "status", Value: order.StatusNotPay},
@@ -120,6 +126,8 @@ func (s *Store) ReleaseSlot(ctx context.Context, key string, window time.Duratio
 	if err != nil {
 		return fmt.Errorf("release slot %s: %w", key, err)
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	if _, err := c.DeleteOne(ctx, bson.D{{Key: "_id", Value: slotID(key, window, now)}}); err != nil {
 		return fmt.Errorf("release slot %s: %w", key, err)
 	}
@@ -132,6 +140,8 @@ func (s *Store) PurgeSlots(ctx context.Context, t time.Time) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("purge slots: %w", err)
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	res, err := c.DeleteMany(ctx, bson.D{{Key: "expire_at", Value: bson.D{{Key: "$lt", Value: bsonTime(t)}}}})
 	if err != nil {
 		return 0, fmt.Errorf("purge slots: %w", err)

@@ -43,6 +43,8 @@ func (s *Store) findOrders(ctx context.Context, filter, sort bson.D, limit int) 
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	cur, err := c.Find(ctx, filter, options.Find().SetSort(sort).SetLimit(int64(limit)))
 	if err != nil {
 		return nil, err
@@ -114,6 +116,8 @@ func (s *Store) PendingRefunds(ctx context.Context, limit int) ([]order.Refund, 
 	if err != nil {
 		return nil, fmt.Errorf("list pending refunds: %w", err)
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	cur, err := c.Find(ctx, bson.D{{Key: "status", Value: order.RefundPending}},
 		options.Find().SetSort(bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(int64(limit)))
 	if err != nil {

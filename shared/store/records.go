@@ -51,6 +51,8 @@ func (s *Store) UpsertProducts(ctx context.Context, ps ...order.Product) error {
 	if err != nil {
 		return fmt.Errorf("upsert products: %w", err)
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	for _, p := range ps {
 		_, err := c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: p.ID}}, p, options.Replace().SetUpsert(true))
 		if err != nil {
@@ -234,10 +236,18 @@ func validClaim(c order.Claim) error {
 
 // insert inserts doc, mapping a duplicate key to order.ErrDuplicate.
 func (s *Store) insert(ctx context.Context, coll string, doc any) error {
-	c, err := s.collection(ctx, coll)
+	get := s.collection
+	if coll == colOrders || coll == colRefunds {
+		// Their unique secondary indexes (request key, refund slot) are
+		// what makes these inserts exactly-once: wait for them.
+		get = s.indexedCollection
+	}
+	c, err := get(ctx, coll)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	if _, err := c.InsertOne(ctx, doc); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
 			return order.ErrDuplicate
@@ -254,6 +264,8 @@ func (s *Store) findOne(ctx context.Context, coll string, filter bson.D, v any) 
 	if err != nil {
 		return err
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	if err := c.FindOne(ctx, filter).Decode(v); err != nil {
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			return order.ErrNotFound
@@ -270,6 +282,8 @@ func (s *Store) findAll(ctx context.Context, coll string, filter, sort bson.D, v
 	if err != nil {
 		return err
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	cur, err := c.Find(ctx, filter, options.Find().SetSort(sort))
 	if err != nil {
 		return err
@@ -285,6 +299,8 @@ func (s *Store) setByID(ctx context.Context, coll, id string, set bson.D) error 
 	if err != nil {
 		return err
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	res, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: set}})
 	if err != nil {
 		return err

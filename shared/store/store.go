@@ -9,6 +9,16 @@
 // every store payfn supports. Updates here are unconditional $set by _id and
 // idempotent.
 //
+// The store answers within WeChat Pay's 5 s: every operation is bounded by
+// Options.OpTimeout and by the caller's own deadline less Options.OpMargin,
+// so a slow store fails in time for the caller to answer 5xx. Decisions
+// (claims, ledger rows, orders, refunds) are written with write concern
+// "majority", and claims and the ledger are read with read concern
+// "majority", so on a replica set a decision once seen survives a failover.
+// FerretDB and a standalone MongoDB accept both and behave as before.
+//
+// Index creation is not on a request's path: see database and EnsureIndexes.
+//
 // Of payfn's packages it imports only shared/order: never shared/app,
 // shared/wxpay, a runtime, or shared/store/embedded (which would link
 // FerretDB into function binaries).
@@ -24,8 +34,11 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 )
 
 // Collection names.
@@ -35,14 +48,27 @@ const (
 	colPayments = "payments"
 	colClaims   = "claims"
 	colRefunds  = "refunds"
-	colSlots    = "slots" // rate-limit slots, one per (key, window)
+	colSlots    = "slots"    // rate-limit slots, one per (key, window)
+	colJobState = "jobstate" // scheduled jobs' cursors and per-item backoff (jobs.go)
 )
 
 // Defaults for Options.
 const (
 	DefaultDatabase               = "payfn"
 	DefaultServerSelectionTimeout = 3 * time.Second
+	// DefaultOpTimeout bounds one store operation: well inside WeChat Pay's
+	// 5 s wait for a notification's answer.
+	DefaultOpTimeout = 3 * time.Second
+	// DefaultOpMargin is the time left to the caller after a store
+	// operation before its own deadline: enough to answer 5xx.
+	DefaultOpMargin = 500 * time.Millisecond
+	// DefaultIndexTimeout bounds one background attempt at the indexes.
+	DefaultIndexTimeout = 20 * time.Second
 )
+
+// errNoTime is why an operation is refused when the caller's deadline is
+// closer than the margin.
+var errNoTime = errors.New("no time left for a store operation before the caller's deadline")
 
 // ErrClosed is returned by calls made after Close.
 var ErrClosed = errors.New("store closed")
@@ -62,16 +88,35 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for updated_at on SetPrepay; default time.Now.
 	Now func() time.Time
+	// OpTimeout bounds each operation (one insert, one query with its
+	// cursor); default DefaultOpTimeout. An operation also ends OpMargin
+	// before the caller's context deadline, whichever comes first.
+	OpTimeout time.Duration
+	// OpMargin is kept free before the caller's deadline; default
+	// DefaultOpMargin.
+	OpMargin time.Duration
+	// IndexTimeout bounds one attempt at creating the indexes; default
+	// DefaultIndexTimeout.
+	IndexTimeout time.Duration
+	// Monitor, if set, sees every command the driver sends (tests, metrics).
+	Monitor *event.CommandMonitor
 }
 
 // Store is payfn's MongoDB store. It is safe for concurrent use. Create one
 // per process and reuse it across invocations: it holds the driver's
 // connection pool.
 type Store struct {
-	dbName string
-	copts  *options.ClientOptions
-	log    *slog.Logger
-	now    func() time.Time
+	dbName    string
+	copts     *options.ClientOptions
+	log       *slog.Logger
+	now       func() time.Time
+	opTimeout time.Duration
+	opMargin  time.Duration
+	ixTimeout time.Duration
+
+	// base is cancelled by Close, ending a background index attempt.
+	base     context.Context
+	stopBase context.CancelFunc
 
 	mu      sync.Mutex
 	client  *mongo.Client
@@ -89,9 +134,11 @@ type indexing struct {
 }
 
 // New checks opts and returns a Store. It does no network I/O: the driver
-// connects on first use, and the first call ensures the indexes (once per
-// process; a failed attempt is retried by the next call). So a cold start
-// never fails because the store is briefly down.
+// connects on first use, and the first call starts ensuring the indexes in
+// the background (once per process; a failed attempt is retried by a later
+// call). So a cold start never fails because the store is briefly down, and
+// no request waits for index creation except the few that rely on a unique
+// secondary index (see database).
 func New(opts Options) (*Store, error) {
 	if opts.URI == "" {
 		return nil, errors.New("new store: URI is empty")
@@ -114,21 +161,42 @@ func New(opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+		msg string
+	}{{&opts.OpTimeout, DefaultOpTimeout, "operation timeout"}, {&opts.OpMargin, DefaultOpMargin, "operation margin"}, {&opts.IndexTimeout, DefaultIndexTimeout, "index timeout"}} {
+		switch {
+		case *d.v == 0:
+			*d.v = d.def
+		case *d.v < 0:
+			return nil, fmt.Errorf("new store: negative %s %s", d.msg, *d.v)
+		}
+	}
 	copts := options.Client().
 		ApplyURI(opts.URI).
 		SetServerSelectionTimeout(opts.ServerSelectionTimeout).
 		// A dial slower than server selection is of no use to the caller.
 		SetConnectTimeout(opts.ServerSelectionTimeout)
+	if opts.Monitor != nil {
+		copts.SetMonitor(opts.Monitor)
+	}
 	if err := copts.Validate(); err != nil {
 		// The driver's message may quote parts of the URI; keep only that
 		// it is invalid so a password can never reach a log.
 		return nil, errors.New("new store: invalid URI (check the scheme, hosts and options)")
 	}
+	base, stop := context.WithCancel(context.Background())
 	return &Store{
-		dbName: opts.Database,
-		copts:  copts,
-		log:    opts.Logger,
-		now:    opts.Now,
+		dbName:    opts.Database,
+		copts:     copts,
+		log:       opts.Logger,
+		now:       opts.Now,
+		opTimeout: opts.OpTimeout,
+		opMargin:  opts.OpMargin,
+		ixTimeout: opts.IndexTimeout,
+		base:      base,
+		stopBase:  stop,
 	}, nil
 }
 
@@ -150,6 +218,7 @@ func (s *Store) Close(ctx context.Context) error {
 	c := s.client
 	s.client, s.closed = nil, true
 	s.mu.Unlock()
+	s.stopBase()
 	if c == nil {
 		return nil
 	}
@@ -159,68 +228,146 @@ func (s *Store) Close(ctx context.Context) error {
 	return nil
 }
 
-// Ping reports whether the store answers and its indexes are in place.
+// Ping reports whether the store answers and its indexes are in place
+// (waiting, within ctx, for them to be created).
 func (s *Store) Ping(ctx context.Context) error {
-	db, err := s.database(ctx)
+	db, err := s.indexedDatabase(ctx)
 	if err != nil {
 		return fmt.Errorf("ping store: %w", err)
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	if err := db.Client().Ping(ctx, nil); err != nil {
 		return fmt.Errorf("ping store: %w", err)
 	}
 	return nil
 }
 
-// database returns the database, connecting and ensuring indexes on first use.
-func (s *Store) database(ctx context.Context) (*mongo.Database, error) {
+// EnsureIndexes creates the indexes now, within ctx, and reports the
+// outcome. The dev stack and a deploy step run it so that a function's first
+// request finds them in place; a function that finds them missing creates
+// them in the background anyway (see database).
+func (s *Store) EnsureIndexes(ctx context.Context) error {
+	db, err := s.client0()
+	if err != nil {
+		return fmt.Errorf("ensure indexes: %w", err)
+	}
+	if err := ensureIndexes(ctx, db); err != nil {
+		return err
+	}
 	s.mu.Lock()
+	s.indexed = true
+	s.mu.Unlock()
+	return nil
+}
+
+// client0 returns the database, creating the driver's client on first use.
+func (s *Store) client0() (*mongo.Database, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
 		return nil, ErrClosed
 	}
 	if s.client == nil {
 		// Connect dials nothing itself; its background monitors do.
 		c, err := mongo.Connect(s.copts)
 		if err != nil {
-			s.mu.Unlock()
 			return nil, fmt.Errorf("connect: %w", err)
 		}
 		s.client = c
 		s.log.Info("store client created", "hosts", s.copts.Hosts, "database", s.dbName)
 	}
-	db := s.client.Database(s.dbName)
-	if s.indexed {
-		s.mu.Unlock()
+	return s.client.Database(s.dbName), nil
+}
+
+// database returns the database and makes sure the indexes are being
+// ensured, without waiting for them. Index creation is kept off the request
+// path on purpose: on a real MongoDB createIndexes on a busy collection can
+// take longer than WeChat Pay waits for a notification's answer, and the
+// payment path (claims and the ledger, keyed by _id) needs no secondary
+// index to be correct. It runs once per process in the background, bounded
+// by Options.IndexTimeout; a failed attempt is retried by a later call.
+// The calls whose correctness rests on a unique secondary index (an order's
+// request key, a refund's slot) use indexedDatabase instead.
+func (s *Store) database(ctx context.Context) (*mongo.Database, error) {
+	db, err := s.client0()
+	if err != nil {
+		return nil, err
+	}
+	s.startIndexing(db)
+	return db, nil
+}
+
+// indexedDatabase is database, waiting (within ctx and the operation
+// timeout) until the indexes are in place.
+func (s *Store) indexedDatabase(ctx context.Context) (*mongo.Database, error) {
+	db, err := s.client0()
+	if err != nil {
+		return nil, err
+	}
+	ix := s.startIndexing(db)
+	if ix == nil {
 		return db, nil
 	}
-	ix, lead := s.pending, false
-	if ix == nil {
-		ix, lead = &indexing{done: make(chan struct{})}, true
-		s.pending = ix
-	}
-	s.mu.Unlock()
-
-	if lead {
-		ix.err = ensureIndexes(ctx, db)
-		s.mu.Lock()
-		s.pending = nil
-		s.indexed = ix.err == nil
-		s.mu.Unlock()
-		close(ix.done)
-		if ix.err == nil {
-			s.log.Debug("store indexes ensured", "database", s.dbName)
-		}
-	} else {
-		select {
-		case <-ix.done:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("ensure indexes: %w", ctx.Err())
-		}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	select {
+	case <-ix.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("ensure indexes: %w", context.Cause(ctx))
 	}
 	if ix.err != nil {
 		return nil, ix.err
 	}
 	return db, nil
+}
+
+// startIndexing starts an index attempt unless the indexes are in place or
+// one is already running, and returns the attempt in flight (nil when the
+// indexes are in place).
+func (s *Store) startIndexing(db *mongo.Database) *indexing {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.indexed {
+		return nil
+	}
+	if s.pending != nil {
+		return s.pending
+	}
+	ix := &indexing{done: make(chan struct{})}
+	s.pending = ix
+	go func() {
+		ctx, cancel := context.WithTimeout(s.base, s.ixTimeout)
+		defer cancel()
+		ix.err = ensureIndexes(ctx, db)
+		s.mu.Lock()
+		s.pending = nil
+		s.indexed = s.indexed || ix.err == nil
+		s.mu.Unlock()
+		close(ix.done)
+		if ix.err != nil {
+			s.log.Warn("store indexes not ensured; a later call retries", "database", s.dbName, "err", ix.err)
+		} else {
+			s.log.Debug("store indexes ensured", "database", s.dbName)
+		}
+	}()
+	return ix
+}
+
+// opCtx bounds one operation: Options.OpTimeout, and OpMargin before the
+// caller's own deadline, whichever is sooner. With less than the margin
+// left, the operation fails at once: the caller needs that time to answer.
+func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := s.opTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl)-s.opMargin)
+	}
+	if d <= 0 {
+		ctx, cancel := context.WithCancelCause(ctx)
+		cancel(errNoTime)
+		return ctx, func() {}
+	}
+	return context.WithTimeoutCause(ctx, d, fmt.Errorf("store operation took longer than %s: %w", d, context.DeadlineExceeded))
 }
 
 // indexSpec is one index of one collection.
@@ -246,10 +393,23 @@ func ensureIndexes(ctx context.Context, db *mongo.Database) error {
 			Keys:    bson.D{{Key: "order_id", Value: 1}},
 			Options: options.Index().SetName("order_id"),
 		}},
-		// The expiry job and reconciliation look for unpaid orders by time.
+		// The jobs page through unpaid orders by time with a cursor
+		// (time, _id): closeExpired by expiry, reconcile by creation. The
+		// trailing _id lets a page resume inside a run of equal times from
+		// the index alone. (They replace status_expires_at, which an older
+		// deployment may still hold: harmless, and droppable.)
 		{colOrders, mongo.IndexModel{
-			Keys:    bson.D{{Key: "status", Value: 1}, {Key: "expires_at", Value: 1}},
-			Options: options.Index().SetName("status_expires_at"),
+			Keys:    bson.D{{Key: "status", Value: 1}, {Key: "expires_at", Value: 1}, {Key: "_id", Value: 1}},
+			Options: options.Index().SetName("status_expires_at_id"),
+		}},
+		{colOrders, mongo.IndexModel{
+			Keys:    bson.D{{Key: "status", Value: 1}, {Key: "created_at", Value: 1}, {Key: "_id", Value: 1}},
+			Options: options.Index().SetName("status_created_at_id"),
+		}},
+		// reconcile pages through refunds still REFUNDING the same way.
+		{colRefunds, mongo.IndexModel{
+			Keys:    bson.D{{Key: "status", Value: 1}, {Key: "created_at", Value: 1}, {Key: "_id", Value: 1}},
+			Options: options.Index().SetName("status_created_at_id"),
 		}},
 		// One refund per (order, slot): refunds of an order are admitted one
 		// at a time, which is what keeps their sum under the paid total.
@@ -291,7 +451,34 @@ func (s *Store) collection(ctx context.Context, name string) (*mongo.Collection,
 	if err != nil {
 		return nil, err
 	}
-	return db.Collection(name), nil
+	return db.Collection(name, collectionOptions(name)), nil
+}
+
+// indexedCollection is collection for a call that relies on a unique
+// secondary index: it waits for the indexes.
+func (s *Store) indexedCollection(ctx context.Context, name string) (*mongo.Collection, error) {
+	db, err := s.indexedDatabase(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return db.Collection(name, collectionOptions(name)), nil
+}
+
+// collectionOptions gives the decision collections majority write concern
+// (a decision acknowledged is a decision that survives a failover), and the
+// claims and the ledger majority read concern too (whoever reads a decision
+// reads one that cannot be rolled back). Set per collection, so they win
+// over a w= in the URI. FerretDB and a standalone MongoDB accept both
+// (tested); bookkeeping (slots, jobstate, products) keeps the defaults.
+func collectionOptions(name string) *options.CollectionOptionsBuilder {
+	o := options.Collection()
+	switch name {
+	case colClaims, colPayments:
+		o.SetWriteConcern(writeconcern.Majority()).SetReadConcern(readconcern.Majority())
+	case colOrders, colRefunds:
+		o.SetWriteConcern(writeconcern.Majority())
+	}
+	return o
 }
 
 // bsonTime makes t what a BSON date round-trips to: UTC, whole milliseconds.
