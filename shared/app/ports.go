@@ -79,6 +79,31 @@ type Store interface {
 	TakeSlot(ctx context.Context, key string, window time.Duration, now time.Time) (bool, error)
 	// ReleaseSlot gives back a slot taken in the window holding now.
 	ReleaseSlot(ctx context.Context, key string, window time.Duration, now time.Time) error
+
+	// Scheduled-job bookkeeping (jobs.go), kept apart from orders and
+	// refunds: only claims write an order's or a refund's status. A cursor
+	// is (time, id) in the sweep's sort order; zero starts at the beginning.
+
+	// ExpiredOrdersAfter lists up to limit NOTPAY orders that expired before
+	// t, by (expires_at, id), after the cursor.
+	ExpiredOrdersAfter(ctx context.Context, before, afterAt time.Time, afterID string, limit int) ([]order.Order, error)
+	// UnpaidOrdersAfter lists up to limit NOTPAY orders created before t, by
+	// (created_at, id), after the cursor.
+	UnpaidOrdersAfter(ctx context.Context, createdBefore, afterAt time.Time, afterID string, limit int) ([]order.Order, error)
+	// PendingRefundsAfter lists up to limit refunds still REFUNDING, by
+	// (created_at, id), after the cursor.
+	PendingRefundsAfter(ctx context.Context, afterAt time.Time, afterID string, limit int) ([]order.Refund, error)
+	// JobCursor returns where the named sweep stopped (zero: at the start).
+	JobCursor(ctx context.Context, name string) (at time.Time, afterID string, err error)
+	// SetJobCursor records where the named sweep stopped.
+	SetJobCursor(ctx context.Context, name string, at time.Time, afterID string) error
+	// Backoffs returns the failure counts and next-check times of those of
+	// keys that are backing off.
+	Backoffs(ctx context.Context, keys []string) (failures map[string]int, next map[string]time.Time, err error)
+	// SetBackoff records an item's failures in a row and when it is next due.
+	SetBackoff(ctx context.Context, key string, failures int, next time.Time, reason string) error
+	// ClearBackoff forgets an item's backoff.
+	ClearBackoff(ctx context.Context, key string) error
 }
 
 // Channel is the payment channel (WeChat Pay APIv3). shared/wxpay implements
