@@ -40,6 +40,9 @@ type Config struct {
 	// AdminKey authenticates the merchant's refund calls. Empty refuses
 	// every admin call.
 	AdminKey string
+	// AdminKeyPrevious, when set, is accepted as well: during a rotation
+	// both keys are valid, so callers switch one at a time.
+	AdminKeyPrevious string
 
 	// MaxOpenOrders caps a buyer's unpaid, unexpired orders, so one buyer
 	// cannot spend the merchant's WeChat Pay quota or flood the jobs.
@@ -64,6 +67,8 @@ type App struct {
 	codes    CodeExchanger
 	adminKey [32]byte // SHA-256 of the admin key; zero when unset
 	hasAdmin bool
+	prevKey  [32]byte // SHA-256 of the previous admin key
+	hasPrev  bool
 	ttl      time.Duration
 	maxOpen  int
 	queryGap time.Duration
@@ -91,6 +96,9 @@ func New(cfg Config) *App {
 	}
 	if cfg.AdminKey != "" {
 		a.adminKey, a.hasAdmin = sha256.Sum256([]byte(cfg.AdminKey)), true
+		if cfg.AdminKeyPrevious != "" {
+			a.prevKey, a.hasPrev = sha256.Sum256([]byte(cfg.AdminKeyPrevious)), true
+		}
 	}
 	if a.ttl <= 0 {
 		a.ttl = DefaultOrderTTL
@@ -173,11 +181,18 @@ func (a *App) Authenticate(token string) (string, error) {
 
 // AuthenticateAdmin checks the merchant's admin key. A mini-program session
 // token never passes: it is a different secret. Both sides are hashed first
-// so the comparison takes the same time whatever the key's length.
+// so the comparison takes the same time whatever the key's length. During a
+// rotation the previous key passes too, and both are always compared, so
+// timing does not tell which one matched.
 // Errors: ADMIN_UNAUTHENTICATED.
 func (a *App) AuthenticateAdmin(key string) error {
 	got := sha256.Sum256([]byte(key))
-	if !a.hasAdmin || key == "" || subtle.ConstantTimeCompare(got[:], a.adminKey[:]) != 1 {
+	cur := subtle.ConstantTimeCompare(got[:], a.adminKey[:])
+	prev := subtle.ConstantTimeCompare(got[:], a.prevKey[:])
+	if a.hasPrev && prev == 1 {
+		cur = 1
+	}
+	if !a.hasAdmin || key == "" || cur != 1 {
 		return Errorf(KindUnauthenticated, CodeAdminUnauthorized, "send the merchant admin key in X-Payfn-Admin-Key")
 	}
 	return nil

@@ -1,7 +1,10 @@
-// Package config reads payfn's settings from environment variables, the one
-// place they are declared. Secrets (the merchant private key, the APIv3 key,
-// the app secret, the session secret) arrive here from the environment, which
-// the platform fills from its secret store; they are never logged.
+// Package config reads payfn's settings, the one place they are declared.
+// Settings are named by environment variable. On a cloud, the secrets (the
+// merchant private key, the APIv3 key, the app secret, the session secret,
+// the admin key) are not in the environment: PAYFN_SECRET_SOURCE and
+// PAYFN_SECRET_ID name a secret-store entry, a JSON object keyed by these
+// same names, which shared/setup fetches at run time and lays over the
+// environment before calling Load again. Secrets are never logged.
 //
 // It imports nothing of payfn's.
 package config
@@ -28,6 +31,9 @@ type Config struct {
 
 	SessionSecret string        // PAYFN_SESSION_SECRET (secret): at least 32 bytes, signs session tokens
 	SessionTTL    time.Duration // PAYFN_SESSION_TTL: default 2h
+	// PAYFN_SESSION_SECRET_PREVIOUS (secret): still verifies tokens during
+	// a rotation, until they expire; new tokens are signed with SessionSecret.
+	SessionSecretPrevious string
 
 	MchID            string // WECHATPAY_MCHID: merchant id
 	MchCertSerial    string // WECHATPAY_MCH_CERT_SERIAL: serial of the merchant API certificate
@@ -36,6 +42,13 @@ type Config struct {
 	NotifyURL        string // WECHATPAY_NOTIFY_URL: public https URL of verifyPayment, no query
 	PublicKeyID      string // WECHATPAY_PUBLIC_KEY_ID: PUB_KEY_ID_...; empty = platform-certificate mode
 	PublicKeyPEM     string // WECHATPAY_PUBLIC_KEY: the WeChat Pay public key (PEM)
+	// WECHATPAY_APIV3_KEY_PREVIOUS (secret): still decrypts notifications
+	// WeChat Pay encrypted before the key changed.
+	APIv3KeyPrevious string
+	// WECHATPAY_PUBLIC_KEY_ID_PREVIOUS and WECHATPAY_PUBLIC_KEY_PREVIOUS: a
+	// second WeChat Pay public key accepted while WeChat Pay switches keys.
+	PublicKeyIDPrevious  string
+	PublicKeyPEMPrevious string
 	// AcceptPlatformCerts (WECHATPAY_ACCEPT_PLATFORM_CERTS=true), with
 	// public-key mode, also accepts notifications signed by a platform
 	// certificate: WeChat Pay moves notifications to the public key over
@@ -47,9 +60,32 @@ type Config struct {
 	RefundNotifyURL string // WECHATPAY_REFUND_NOTIFY_URL: refund outcomes; default WECHATPAY_NOTIFY_URL + "/refund"
 
 	AdminKey string // PAYFN_ADMIN_KEY (secret): at least 32 bytes, authenticates the merchant's refund calls
+	// PAYFN_ADMIN_KEY_PREVIOUS (secret): accepted too, so callers can move
+	// to a new admin key one by one.
+	AdminKeyPrevious string
 
 	OrderTTL time.Duration // PAYFN_ORDER_TTL: how long an order may wait for payment, default 30m
+
+	// Where the secrets come from. SecretSource is PAYFN_SECRET_SOURCE:
+	// "env" (default: the secrets are environment variables, the weaker
+	// option), "aws-secretsmanager", "tencent-ssm" or "file".
+	SecretSource   string
+	SecretID       string        // PAYFN_SECRET_ID: the secret's name or ARN (a path for "file")
+	SecretRefresh  time.Duration // PAYFN_SECRET_REFRESH: how often a warm function looks for a new version, default 5m
+	SecretEndpoint string        // PAYFN_SECRET_ENDPOINT: the store's URL, default the platform's regional endpoint (tests set a stand-in)
 }
+
+// The secret sources PAYFN_SECRET_SOURCE accepts.
+const (
+	SourceEnv     = "env"
+	SourceAWS     = "aws-secretsmanager"
+	SourceTencent = "tencent-ssm"
+	SourceFile    = "file"
+)
+
+// DefaultSecretRefresh is how often a warm function asks the secret store
+// for a new version: a rotation reaches every warm function within it.
+const DefaultSecretRefresh = 5 * time.Minute
 
 // Part is a group of settings a function needs.
 type Part int
@@ -92,26 +128,50 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	c := Config{
-		MongoURI:            strings.TrimSpace(getenv("MONGODB_URI")),
-		MongoDatabase:       strings.TrimSpace(getenv("MONGODB_DATABASE")),
-		AppID:               strings.TrimSpace(getenv("WECHAT_APPID")),
-		AppSecret:           strings.TrimSpace(getenv("WECHAT_APPSECRET")),
-		LoginBaseURL:        strings.TrimSpace(getenv("WECHAT_API_BASE_URL")),
-		SessionSecret:       getenv("PAYFN_SESSION_SECRET"),
-		SessionTTL:          duration("PAYFN_SESSION_TTL", 2*time.Hour),
-		MchID:               strings.TrimSpace(getenv("WECHATPAY_MCHID")),
-		MchCertSerial:       strings.TrimSpace(getenv("WECHATPAY_MCH_CERT_SERIAL")),
-		MchPrivateKeyPEM:    pemText(getenv("WECHATPAY_MCH_PRIVATE_KEY")),
-		APIv3Key:            getenv("WECHATPAY_APIV3_KEY"),
-		NotifyURL:           strings.TrimSpace(getenv("WECHATPAY_NOTIFY_URL")),
-		PublicKeyID:         strings.TrimSpace(getenv("WECHATPAY_PUBLIC_KEY_ID")),
-		PublicKeyPEM:        pemText(getenv("WECHATPAY_PUBLIC_KEY")),
-		AcceptPlatformCerts: boolean("WECHATPAY_ACCEPT_PLATFORM_CERTS"),
-		PayBaseURL:          strings.TrimSpace(getenv("WECHATPAY_BASE_URL")),
-		PayTimeout:          duration("WECHATPAY_TIMEOUT", 8*time.Second),
-		RefundNotifyURL:     strings.TrimSpace(getenv("WECHATPAY_REFUND_NOTIFY_URL")),
-		AdminKey:            getenv("PAYFN_ADMIN_KEY"),
-		OrderTTL:            duration("PAYFN_ORDER_TTL", 30*time.Minute),
+		MongoURI:              strings.TrimSpace(getenv("MONGODB_URI")),
+		MongoDatabase:         strings.TrimSpace(getenv("MONGODB_DATABASE")),
+		AppID:                 strings.TrimSpace(getenv("WECHAT_APPID")),
+		AppSecret:             strings.TrimSpace(getenv("WECHAT_APPSECRET")),
+		LoginBaseURL:          strings.TrimSpace(getenv("WECHAT_API_BASE_URL")),
+		SessionSecret:         getenv("PAYFN_SESSION_SECRET"),
+		SessionTTL:            duration("PAYFN_SESSION_TTL", 2*time.Hour),
+		SessionSecretPrevious: getenv("PAYFN_SESSION_SECRET_PREVIOUS"),
+		MchID:                 strings.TrimSpace(getenv("WECHATPAY_MCHID")),
+		MchCertSerial:         strings.TrimSpace(getenv("WECHATPAY_MCH_CERT_SERIAL")),
+		MchPrivateKeyPEM:      pemText(getenv("WECHATPAY_MCH_PRIVATE_KEY")),
+		APIv3Key:              getenv("WECHATPAY_APIV3_KEY"),
+		NotifyURL:             strings.TrimSpace(getenv("WECHATPAY_NOTIFY_URL")),
+		PublicKeyID:           strings.TrimSpace(getenv("WECHATPAY_PUBLIC_KEY_ID")),
+		PublicKeyPEM:          pemText(getenv("WECHATPAY_PUBLIC_KEY")),
+		APIv3KeyPrevious:      getenv("WECHATPAY_APIV3_KEY_PREVIOUS"),
+		PublicKeyIDPrevious:   strings.TrimSpace(getenv("WECHATPAY_PUBLIC_KEY_ID_PREVIOUS")),
+		PublicKeyPEMPrevious:  pemText(getenv("WECHATPAY_PUBLIC_KEY_PREVIOUS")),
+		AcceptPlatformCerts:   boolean("WECHATPAY_ACCEPT_PLATFORM_CERTS"),
+		PayBaseURL:            strings.TrimSpace(getenv("WECHATPAY_BASE_URL")),
+		PayTimeout:            duration("WECHATPAY_TIMEOUT", 8*time.Second),
+		RefundNotifyURL:       strings.TrimSpace(getenv("WECHATPAY_REFUND_NOTIFY_URL")),
+		AdminKey:              getenv("PAYFN_ADMIN_KEY"),
+		AdminKeyPrevious:      getenv("PAYFN_ADMIN_KEY_PREVIOUS"),
+		OrderTTL:              duration("PAYFN_ORDER_TTL", 30*time.Minute),
+		SecretSource:          strings.TrimSpace(getenv("PAYFN_SECRET_SOURCE")),
+		SecretID:              strings.TrimSpace(getenv("PAYFN_SECRET_ID")),
+		SecretRefresh:         duration("PAYFN_SECRET_REFRESH", DefaultSecretRefresh),
+		SecretEndpoint:        strings.TrimSpace(getenv("PAYFN_SECRET_ENDPOINT")),
+	}
+	switch c.SecretSource {
+	case "":
+		c.SecretSource = SourceEnv
+	case SourceEnv, SourceAWS, SourceTencent, SourceFile:
+	default:
+		errs = append(errs, fmt.Errorf("PAYFN_SECRET_SOURCE=%q is not one of env, aws-secretsmanager, tencent-ssm, file", c.SecretSource))
+	}
+	if c.SecretSource != SourceEnv && c.SecretID == "" {
+		errs = append(errs, fmt.Errorf("PAYFN_SECRET_SOURCE=%s needs PAYFN_SECRET_ID, the secret's name or ARN", c.SecretSource))
+	}
+	if c.SecretEndpoint != "" {
+		if u, err := url.Parse(c.SecretEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, errors.New("PAYFN_SECRET_ENDPOINT is not an http(s) URL"))
+		}
 	}
 	if c.MongoDatabase == "" {
 		c.MongoDatabase = "payfn"
@@ -121,11 +181,13 @@ func Load(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("PAYFN_LOG_LEVEL=%q is not one of debug, info, warn, error", v))
 		}
 	}
-	if c.SessionSecret != "" && len(c.SessionSecret) < 32 {
-		errs = append(errs, fmt.Errorf("PAYFN_SESSION_SECRET is %d bytes; use at least 32 random bytes", len(c.SessionSecret)))
-	}
-	if c.AdminKey != "" && len(c.AdminKey) < 32 {
-		errs = append(errs, fmt.Errorf("PAYFN_ADMIN_KEY is %d bytes; use at least 32 random bytes", len(c.AdminKey)))
+	for _, k := range []struct{ name, v string }{
+		{"PAYFN_SESSION_SECRET", c.SessionSecret}, {"PAYFN_SESSION_SECRET_PREVIOUS", c.SessionSecretPrevious},
+		{"PAYFN_ADMIN_KEY", c.AdminKey}, {"PAYFN_ADMIN_KEY_PREVIOUS", c.AdminKeyPrevious},
+	} {
+		if k.v != "" && len(k.v) < 32 {
+			errs = append(errs, fmt.Errorf("%s is %d bytes; use at least 32 random bytes", k.name, len(k.v)))
+		}
 	}
 	if c.RefundNotifyURL != "" {
 		if err := checkNotifyURL(c.RefundNotifyURL); err != nil {
@@ -134,6 +196,15 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.APIv3Key != "" && len(c.APIv3Key) != 32 {
 		errs = append(errs, fmt.Errorf("WECHATPAY_APIV3_KEY is %d bytes; the APIv3 key is exactly 32", len(c.APIv3Key)))
+	}
+	if c.APIv3KeyPrevious != "" && len(c.APIv3KeyPrevious) != 32 {
+		errs = append(errs, fmt.Errorf("WECHATPAY_APIV3_KEY_PREVIOUS is %d bytes; the APIv3 key is exactly 32", len(c.APIv3KeyPrevious)))
+	}
+	if (c.PublicKeyIDPrevious == "") != (c.PublicKeyPEMPrevious == "") {
+		errs = append(errs, errors.New("set WECHATPAY_PUBLIC_KEY_ID_PREVIOUS and WECHATPAY_PUBLIC_KEY_PREVIOUS together or neither"))
+	}
+	if c.PublicKeyIDPrevious != "" && c.PublicKeyID == "" {
+		errs = append(errs, errors.New("WECHATPAY_PUBLIC_KEY_ID_PREVIOUS is a second public key during a switch: set WECHATPAY_PUBLIC_KEY_ID and WECHATPAY_PUBLIC_KEY too"))
 	}
 	if c.NotifyURL != "" {
 		if err := checkNotifyURL(c.NotifyURL); err != nil {
@@ -206,18 +277,25 @@ func (c Config) LogValue() slog.Value {
 		slog.String("wechat_appsecret", set(c.AppSecret)),
 		slog.String("wechat_api_base_url", c.LoginBaseURL),
 		slog.String("session_secret", set(c.SessionSecret)),
+		slog.String("session_secret_previous", set(c.SessionSecretPrevious)),
 		slog.Duration("session_ttl", c.SessionTTL),
 		slog.String("wechatpay_mchid", c.MchID),
 		slog.String("wechatpay_mch_cert_serial", c.MchCertSerial),
 		slog.String("wechatpay_mch_private_key", set(c.MchPrivateKeyPEM)),
 		slog.String("wechatpay_apiv3_key", set(c.APIv3Key)),
+		slog.String("wechatpay_apiv3_key_previous", set(c.APIv3KeyPrevious)),
 		slog.String("wechatpay_notify_url", c.NotifyURL),
 		slog.String("wechatpay_public_key_id", c.PublicKeyID),
+		slog.String("wechatpay_public_key_id_previous", c.PublicKeyIDPrevious),
 		slog.Bool("wechatpay_accept_platform_certs", c.AcceptPlatformCerts),
 		slog.String("wechatpay_base_url", c.PayBaseURL),
 		slog.String("wechatpay_refund_notify_url", c.RefundNotifyURL),
 		slog.String("admin_key", set(c.AdminKey)),
+		slog.String("admin_key_previous", set(c.AdminKeyPrevious)),
 		slog.Duration("order_ttl", c.OrderTTL),
+		slog.String("secret_source", c.SecretSource),
+		slog.String("secret_id", c.SecretID),
+		slog.Duration("secret_refresh", c.SecretRefresh),
 	)
 }
 

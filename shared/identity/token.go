@@ -34,9 +34,10 @@ const tokenVersion = "v1"
 // openid and the expiry; nothing in it is secret, and nothing in it can be
 // changed without the key.
 type Tokens struct {
-	secret []byte
-	ttl    time.Duration
-	now    func() time.Time
+	secret   []byte
+	previous [][]byte // still verify, never sign: a rotation's old secrets
+	ttl      time.Duration
+	now      func() time.Time
 }
 
 type claims struct {
@@ -46,10 +47,23 @@ type claims struct {
 }
 
 // NewTokens returns a token issuer. secret must be at least MinSecretBytes
-// long and ttl positive; now defaults to time.Now.
-func NewTokens(secret []byte, ttl time.Duration, now func() time.Time) (*Tokens, error) {
+// long and ttl positive; now defaults to time.Now. Tokens are signed with
+// secret; previous secrets (empty ones are ignored) still verify tokens they
+// signed, so a rotation logs nobody out: keep the old secret as previous for
+// at least ttl after the switch.
+func NewTokens(secret []byte, ttl time.Duration, now func() time.Time, previous ...[]byte) (*Tokens, error) {
 	if len(secret) < MinSecretBytes {
 		return nil, fmt.Errorf("session secret is %d bytes, need at least %d", len(secret), MinSecretBytes)
+	}
+	var prev [][]byte
+	for _, p := range previous {
+		if len(p) == 0 {
+			continue
+		}
+		if len(p) < MinSecretBytes {
+			return nil, fmt.Errorf("previous session secret is %d bytes, need at least %d", len(p), MinSecretBytes)
+		}
+		prev = append(prev, append([]byte(nil), p...))
 	}
 	if ttl <= 0 {
 		return nil, fmt.Errorf("session ttl %s is not positive", ttl)
@@ -57,7 +71,7 @@ func NewTokens(secret []byte, ttl time.Duration, now func() time.Time) (*Tokens,
 	if now == nil {
 		now = time.Now
 	}
-	return &Tokens{secret: append([]byte(nil), secret...), ttl: ttl, now: now}, nil
+	return &Tokens{secret: append([]byte(nil), secret...), previous: prev, ttl: ttl, now: now}, nil
 }
 
 // Issue returns a token for openid and its expiry.
@@ -72,7 +86,7 @@ func (t *Tokens) Issue(openid string) (string, time.Time, error) {
 		return "", time.Time{}, fmt.Errorf("issue token: %w", err)
 	}
 	signed := tokenVersion + "." + base64.RawURLEncoding.EncodeToString(payload)
-	return signed + "." + base64.RawURLEncoding.EncodeToString(t.mac(signed)), time.Unix(exp.Unix(), 0).UTC(), nil
+	return signed + "." + base64.RawURLEncoding.EncodeToString(mac(t.secret, signed)), time.Unix(exp.Unix(), 0).UTC(), nil
 }
 
 // Verify returns the openid the token was issued for. Every failure wraps
@@ -86,8 +100,14 @@ func (t *Tokens) Verify(token string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("malformed token signature: %w", app.ErrBadToken)
 	}
-	// hmac.Equal compares in constant time, so timing reveals nothing of the MAC.
-	if !hmac.Equal(sig, t.mac(parts[0]+"."+parts[1])) {
+	// hmac.Equal compares in constant time, so timing reveals nothing of the
+	// MAC. Every secret is tried, so timing does not tell which one matched.
+	signed := parts[0] + "." + parts[1]
+	ok := hmac.Equal(sig, mac(t.secret, signed))
+	for _, p := range t.previous {
+		ok = hmac.Equal(sig, mac(p, signed)) || ok
+	}
+	if !ok {
 		return "", fmt.Errorf("token signature does not verify: %w", app.ErrBadToken)
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
@@ -108,8 +128,8 @@ func (t *Tokens) Verify(token string) (string, error) {
 	return c.Sub, nil
 }
 
-func (t *Tokens) mac(signed string) []byte {
-	m := hmac.New(sha256.New, t.secret)
+func mac(secret []byte, signed string) []byte {
+	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(signed))
 	return m.Sum(nil)
 }

@@ -79,3 +79,33 @@ func TestShortSecretRefused(t *testing.T) {
 		t.Fatal("NewTokens accepted a 5-byte secret")
 	}
 }
+
+func TestPreviousSecretVerifiesButNeverSigns(t *testing.T) {
+	oldSecret, newSecret := []byte(strings.Repeat("o", 32)), []byte(strings.Repeat("n", 32))
+	before, err := identity.NewTokens(oldSecret, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldToken, _, err := before.Issue("o-buyer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	during, err := identity.NewTokens(newSecret, time.Hour, nil, oldSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub, err := during.Verify(oldToken); err != nil || sub != "o-buyer" {
+		t.Fatalf("a token signed with the previous secret: %q, %v; want it valid", sub, err)
+	}
+	newToken, _, _ := during.Issue("o-buyer")
+	if _, err := before.Verify(newToken); err == nil {
+		t.Fatal("a token issued during the rotation verifies with the old secret alone: it was signed with the previous secret")
+	}
+	after, _ := identity.NewTokens(newSecret, time.Hour, nil)
+	if _, err := after.Verify(oldToken); !errors.Is(err, app.ErrBadToken) {
+		t.Fatalf("the old secret, dropped, still verifies: %v", err)
+	}
+	if _, err := identity.NewTokens(newSecret, time.Hour, nil, []byte("short")); err == nil {
+		t.Fatal("a short previous secret was accepted")
+	}
+}

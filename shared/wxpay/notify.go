@@ -129,7 +129,7 @@ func (c *Channel) parse(ctx context.Context, header http.Header, body []byte, de
 	if d := time.Since(time.Unix(ts, 0)); d >= notifyWindow || d <= -notifyWindow {
 		return envelope{}, badNotification("timestamp outside the 5-minute window")
 	}
-	if c.mode == modeCertificate || (c.mode == modeCombined && serial != c.cfg.PublicKeyID) {
+	if c.mode == modeCertificate || (c.mode == modeCombined && !c.isPublicKeyID(serial)) {
 		if err := c.ensureCerts(ctx, serial); err != nil {
 			return envelope{}, fmt.Errorf("notification: %w", err)
 		}
@@ -159,7 +159,7 @@ func (c *Channel) parse(ctx context.Context, header http.Header, body []byte, de
 		return envelope{}, badNotification("decryption or parsing failed")
 	}
 	ciphertext = ciphertext[:n]
-	plaintext, err := c.aead.Open(ciphertext[:0], env.nonce, ciphertext, env.associatedData)
+	plaintext, err := c.open(ciphertext, env.nonce, env.associatedData)
 	if err != nil {
 		return envelope{}, badNotification("decryption or parsing failed")
 	}

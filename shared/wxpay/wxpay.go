@@ -13,7 +13,6 @@ package wxpay
 
 import (
 	"context"
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rsa"
 	"crypto/x509"
@@ -56,6 +55,10 @@ type Config struct {
 	MchCertSerial string          // serial of the merchant API certificate
 	MchPrivateKey *rsa.PrivateKey // merchant API private key: signs requests and paySign
 	APIv3Key      string          // exactly 32 bytes: decrypts notifications and certificates
+	// APIv3KeyPrevious, when set (32 bytes), also decrypts notifications:
+	// WeChat Pay's retries of a notification encrypted before the merchant
+	// changed the key still carry the old encryption.
+	APIv3KeyPrevious string
 	NotifyURL     string          // https, no query string
 	// RefundNotifyURL receives refund outcomes; default NotifyURL + "/refund".
 	RefundNotifyURL string
@@ -70,6 +73,11 @@ type Config struct {
 	// combined verifier, picking the key by Wechatpay-Serial, for the
 	// migration period. API replies are verified with the public key.
 	PlatformCerts bool
+	// PublicKeyIDPrevious and PublicKeyPrevious, with a public key set, are
+	// a second WeChat Pay public key, accepted by its id (notifications and
+	// API replies) while WeChat Pay switches from one key to the other.
+	PublicKeyIDPrevious string
+	PublicKeyPrevious   *rsa.PublicKey
 
 	// BaseURL, when set (e.g. the simulator's http://127.0.0.1:PORT), sends
 	// every request (API calls and the certificate download) there instead
@@ -86,6 +94,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("appid", c.AppID),
 		slog.String("mch_cert_serial", c.MchCertSerial),
 		slog.String("public_key_id", c.PublicKeyID),
+		slog.String("public_key_id_previous", c.PublicKeyIDPrevious),
 		slog.String("notify_url", c.NotifyURL),
 		slog.String("base_url", c.BaseURL),
 	)
@@ -108,6 +117,7 @@ type Channel struct {
 	api       *jsapi.JsapiApiService
 	verifier  auth.Verifier
 	aead      cipher.AEAD // AES-256-GCM with the APIv3 key, for notification resources
+	aeadPrev  cipher.AEAD // the same with the previous APIv3 key; nil when none
 
 	// Platform-certificate state; nil/zero in public-key mode.
 	mgr         *downloader.CertificateDownloaderMgr
@@ -167,12 +177,14 @@ func New(cfg Config) (*Channel, error) {
 		}
 		c.dlClient = dl
 	}
-	switch c.mode {
-	case modePublicKey:
+	switch {
+	case cfg.PublicKeyIDPrevious != "":
+		c.verifier = newKeysVerifier(cfg, c.certs)
+	case c.mode == modePublicKey:
 		c.verifier = verifiers.NewSHA256WithRSAPubkeyVerifier(cfg.PublicKeyID, *cfg.PublicKey)
-	case modeCertificate:
+	case c.mode == modeCertificate:
 		c.verifier = verifiers.NewSHA256WithRSAVerifier(c.certs)
-	case modeCombined:
+	case c.mode == modeCombined:
 		c.verifier = verifiers.NewSHA256WithRSACombinedVerifier(c.certs, cfg.PublicKeyID, *cfg.PublicKey)
 	}
 	client, err := core.NewClient(ctx,
@@ -184,9 +196,8 @@ func New(cfg Config) (*Channel, error) {
 		return nil, fmt.Errorf("wxpay client: %w", err)
 	}
 	c.api = &jsapi.JsapiApiService{Client: client}
-	block, err := aes.NewCipher([]byte(cfg.APIv3Key))
-	if err == nil {
-		c.aead, err = cipher.NewGCM(block)
+	if c.aead, err = newAEAD(cfg.APIv3Key); err == nil && cfg.APIv3KeyPrevious != "" {
+		c.aeadPrev, err = newAEAD(cfg.APIv3KeyPrevious)
 	}
 	if err != nil {
 		c.Close()
@@ -215,6 +226,15 @@ func validate(cfg *Config) error {
 	}
 	if (cfg.PublicKeyID == "") != (cfg.PublicKey == nil) {
 		errs = append(errs, errors.New("PublicKeyID and PublicKey must be set together"))
+	}
+	if cfg.APIv3KeyPrevious != "" && len(cfg.APIv3KeyPrevious) != 32 {
+		errs = append(errs, fmt.Errorf("APIv3KeyPrevious must be 32 bytes, got %d", len(cfg.APIv3KeyPrevious)))
+	}
+	if (cfg.PublicKeyIDPrevious == "") != (cfg.PublicKeyPrevious == nil) {
+		errs = append(errs, errors.New("PublicKeyIDPrevious and PublicKeyPrevious must be set together"))
+	}
+	if cfg.PublicKeyIDPrevious != "" && cfg.PublicKeyID == "" {
+		errs = append(errs, errors.New("PublicKeyIDPrevious needs a current PublicKeyID"))
 	}
 	if cfg.BaseURL != "" {
 		u, err := url.Parse(cfg.BaseURL)
