@@ -54,6 +54,7 @@ const (
 	CodeBodyTooLarge         = "BODY_TOO_LARGE"
 	CodeUnsupportedMedia     = "UNSUPPORTED_MEDIA_TYPE"
 	CodeMethodNotAllowed     = "METHOD_NOT_ALLOWED"
+	CodeNotFound             = "NOT_FOUND"
 	CodeUnauthenticated      = "UNAUTHENTICATED"
 	CodeLoginRejected        = "LOGIN_CODE_REJECTED"
 	CodeProductNotFound      = "PRODUCT_NOT_FOUND"

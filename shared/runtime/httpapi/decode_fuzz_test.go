@@ -7,11 +7,13 @@ package httpapi
 // under test:
 //
 //   - accepted: the body is one JSON object whose keys are all fields of the
-//     request (ignoring case, as encoding/json does), no two alike; plain
-//     json.Unmarshal reads the same request (no parser differential); and
-//     the request re-encoded decodes to itself.
-//   - rejected: a 400 INVALID_REQUEST or UNKNOWN_FIELD, or 413 BODY_TOO_LARGE,
-//     with a message, never a 5xx; and the oracle agrees it had to be.
+//     request, spelt exactly (case included), no two alike even ignoring
+//     case; plain json.Unmarshal reads the same request (no parser
+//     differential); and the request re-encoded decodes to itself.
+//   - rejected: a 400 INVALID_REQUEST or UNKNOWN_FIELD, a field's own
+//     INVALID_<FIELD> only when plain json.Unmarshal finds that field of the
+//     wrong type, or 413 BODY_TOO_LARGE, with a message, never a 5xx; and
+//     the oracle agrees it had to be.
 //
 // Seeds live in testdata/fuzz/<FuzzName>/; `go test` runs them every time.
 
@@ -77,8 +79,9 @@ func checkDecode[T any](t *testing.T, body []byte, more func(*testing.T, T)) {
 				t.Fatalf("a %d-byte body was refused as too large", len(body))
 			}
 		case status == http.StatusBadRequest && (code == app.CodeInvalidRequest || code == app.CodeUnknownField):
+		case status == http.StatusBadRequest && wrongType[T](body, code):
 		default:
-			t.Fatalf("refused with %d %s (%v): want 400 INVALID_REQUEST/UNKNOWN_FIELD or 413", status, code, err)
+			t.Fatalf("refused with %d %s (%v): want 400 INVALID_REQUEST/UNKNOWN_FIELD, a field of the wrong type's code, or 413", status, code, err)
 		}
 		if app.ErrorOf(err).Message == "" && status != http.StatusRequestEntityTooLarge {
 			t.Fatalf("refused without a message: %v", err)
@@ -139,10 +142,18 @@ func classify(err error) (int, string) {
 	return status, e.Code
 }
 
+// wrongType reports whether plain json.Unmarshal of body into a T fails on
+// a value of the wrong type for a field whose code is code.
+func wrongType[T any](body []byte, code string) bool {
+	var v T
+	var te *json.UnmarshalTypeError
+	return errors.As(json.Unmarshal(body, &v), &te) && fieldCodes[te.Field] == code
+}
+
 // oracleAccepts says why body is not a request T, or nil if it is one: a
-// single JSON object, each key naming a field of T (case-insensitively, as
-// encoding/json matches), no two keys naming the same field, and every
-// value of the field's type.
+// single JSON object, each key naming a field of T exactly (case
+// included), no two keys alike even ignoring case (as encoding/json
+// matches), and every value of the field's type.
 func oracleAccepts[T any](body []byte) error {
 	trimmed := bytes.TrimSpace(body)
 	if !json.Valid(trimmed) || len(trimmed) == 0 || trimmed[0] != '{' {
@@ -162,7 +173,7 @@ func oracleAccepts[T any](body []byte) error {
 	for k := range fields {
 		known := false
 		for _, tag := range tags {
-			known = known || strings.EqualFold(k, tag)
+			known = known || k == tag
 		}
 		if !known {
 			return errors.New("unknown field " + k)

@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -61,7 +63,17 @@ func (api *API) Routes() *http.ServeMux {
 	mux.Handle(PathVerifyPayment, api.VerifyPayment())
 	mux.Handle(PathRefund, api.Refund())
 	mux.Handle(PathVerifyRefund, api.VerifyRefund())
+	mux.Handle("/", api.NotFound())
 	return mux
+}
+
+// NotFound answers any path no function serves, whatever the method, with
+// 404 {"code":"NOT_FOUND"}: JSON like every other answer, not net/http's
+// text page.
+func (api *API) NotFound() http.Handler {
+	return api.handle("notFound", func(w http.ResponseWriter, r *http.Request, lg *logLine) error {
+		return &httpError{status: http.StatusNotFound, code: app.CodeNotFound, msg: "no function answers at this path"}
+	})
 }
 
 type loginRequest struct {
@@ -239,53 +251,60 @@ type errorBody struct {
 // logLine collects what the access log line reports.
 type logLine struct {
 	orderID string
+	caller  string
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, caller string, lg *logLine) error
 
-// endpoint wraps a function: POST only, a bounded body, the caller's
-// session when authenticated is set, one access log line, and errors turned
-// into {code, message} with the status from statusOf.
+// endpoint wraps a function: POST only, a JSON body of bounded size, the
+// caller's session when authenticated is set, and then what handle does.
 func (api *API) endpoint(route string, authenticated bool, fn handlerFunc) http.Handler {
+	return api.handle(route, func(w http.ResponseWriter, r *http.Request, lg *logLine) error {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			return &httpError{status: http.StatusMethodNotAllowed, code: app.CodeMethodNotAllowed, msg: "use POST"}
+		}
+		if route != "verifyPayment" && route != "verifyRefund" {
+			if err := checkJSONContentType(r); err != nil {
+				return err
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, MaxClientBody)
+		}
+		if authenticated {
+			var err error
+			if lg.caller, err = api.app.Authenticate(bearerToken(r)); err != nil {
+				return err
+			}
+		}
+		return fn(w, r, lg.caller, lg)
+	})
+}
+
+// handle is what every answer shares: a request id (the platform's, or a
+// new one) in the context and in the X-Request-Id header, errors turned into
+// {code, message, request_id} with the status from statusOf, and one access
+// log line.
+func (api *API) handle(route string, fn func(w http.ResponseWriter, r *http.Request, lg *logLine) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		r, reqID := ensureRequestID(r)
+		w.Header().Set(HeaderRequestID, reqID)
 		rec := &statusRecorder{ResponseWriter: w}
 		lg := &logLine{}
-		var caller string
-		err := func() error {
-			if r.Method != http.MethodPost {
-				w.Header().Set("Allow", http.MethodPost)
-				return &httpError{status: http.StatusMethodNotAllowed, code: app.CodeMethodNotAllowed, msg: "use POST"}
-			}
-			if route != "verifyPayment" && route != "verifyRefund" {
-				if err := checkJSONContentType(r); err != nil {
-					return err
-				}
-				r.Body = http.MaxBytesReader(rec, r.Body, MaxClientBody)
-			}
-			if authenticated {
-				var err error
-				if caller, err = api.app.Authenticate(bearerToken(r)); err != nil {
-					return err
-				}
-			}
-			return fn(rec, r, caller, lg)
-		}()
+		err := fn(rec, r, lg)
 		if err != nil {
 			api.writeError(rec, r, route, err)
 		}
 		// slog.Attrs in a fixed array, not key-value ...any: no allocation to
 		// box each value; the line is the same.
 		var buf [7]slog.Attr
-		attrs := append(buf[:0], slog.String("route", route), slog.Int("status", rec.status), slog.Int64("duration_ms", time.Since(start).Milliseconds()))
-		if id := RequestID(r.Context()); id != "" {
-			attrs = append(attrs, slog.String("request_id", id))
-		}
+		attrs := append(buf[:0], slog.String("route", route), slog.Int("status", rec.status), slog.Int64("duration_ms", time.Since(start).Milliseconds()),
+			slog.String(logKeyRequestID, reqID))
 		if lg.orderID != "" {
 			attrs = append(attrs, slog.String("order_id", lg.orderID))
 		}
-		if caller != "" {
-			attrs = append(attrs, slog.String("caller", caller))
+		if lg.caller != "" {
+			attrs = append(attrs, slog.String("caller", lg.caller))
 		}
 		if err != nil {
 			attrs = append(attrs, slog.String("code", errorCode(err)))
@@ -378,20 +397,37 @@ func bearerToken(r *http.Request) string {
 }
 
 func checkJSONContentType(r *http.Request) error {
-	ct := r.Header.Get("Content-Type")
-	if ct == "" {
-		return nil // wx.request sends JSON; a missing type is read as JSON
-	}
-	mt, _, err := mime.ParseMediaType(ct)
+	// A missing type is refused like any other: the contract asks for
+	// application/json, and wx.request sends it.
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return &httpError{status: http.StatusUnsupportedMediaType, code: app.CodeUnsupportedMedia, msg: "send Content-Type: application/json"}
 	}
 	return nil
 }
 
-// decode reads exactly one JSON object into v, rejecting unknown fields, a
-// second value after it, and any field named twice (a parser that kept the
-// first and one that kept the last would disagree about the request).
+// fieldCodes is the code of each request field, answered when its value
+// has the wrong JSON type as when it is malformed. A field's code is the
+// same in every request that has it.
+var fieldCodes = map[string]string{
+	"code":          app.CodeInvalidLoginCode,
+	"product_id":    app.CodeInvalidProductID,
+	"quantity":      app.CodeInvalidQuantity,
+	"request_id":    app.CodeInvalidRequestID,
+	"order_id":      app.CodeInvalidOrderID,
+	"out_refund_no": app.CodeInvalidRefundNo,
+	"amount_fen":    app.CodeInvalidAmount,
+	"reason":        app.CodeInvalidReason,
+}
+
+// decode reads exactly one JSON object into v, a pointer to a request
+// struct. Keys must name v's fields exactly, case included: encoding/json
+// would match "PRODUCT_ID" to product_id, and a contract that says
+// product_id should not quietly accept another spelling. It rejects unknown
+// fields, a second value after the object, and any field named twice (a
+// parser that kept the first and one that kept the last would disagree
+// about the request). A value of the wrong JSON type answers the field's
+// own code (fieldCodes).
 func decode(r *http.Request, v any) error {
 	raw, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -400,18 +436,23 @@ func decode(r *http.Request, v any) error {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body must be a JSON object")
 	}
-	if err := rejectDuplicateKeys(raw); err != nil {
+	if err := checkKeys(raw, fieldsOf(v)); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			// checkKeys let no unknown key through; kept as a backstop.
 			return app.Errorf(app.KindInvalid, app.CodeUnknownField, "field %s is not accepted; prices, amounts, statuses and owners are decided by the server", name)
 		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "field %q has the wrong type", te.Field)
+			code, ok := fieldCodes[te.Field]
+			if !ok {
+				code = app.CodeInvalidRequest
+			}
+			return app.Errorf(app.KindInvalid, code, "field %q must be a JSON %s", te.Field, te.Type.Kind())
 		}
 		return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body is not a valid JSON object")
 	}
@@ -421,11 +462,29 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
-// rejectDuplicateKeys fails if the top-level object names a key twice.
-// encoding/json matches field names without regard to case, so "order_id"
-// and "ORDER_ID" are the same field to it (the last one wins): keys are
-// compared folded the same way.
-func rejectDuplicateKeys(raw []byte) error {
+// requestFields caches each request type's JSON field names.
+var requestFields sync.Map // reflect.Type -> map[string]bool
+
+// fieldsOf returns the JSON names of the fields of the struct v points to.
+func fieldsOf(v any) map[string]bool {
+	t := reflect.TypeOf(v).Elem()
+	if f, ok := requestFields.Load(t); ok {
+		return f.(map[string]bool)
+	}
+	names := make(map[string]bool, t.NumField())
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		names[name] = true
+	}
+	requestFields.Store(t, names)
+	return names
+}
+
+// checkKeys fails unless raw is a JSON object whose keys each name one of
+// fields exactly, none twice. Keys that differ only in case count as the
+// same key named twice (INVALID_REQUEST), not as unknown: any parser that
+// folds case, as encoding/json does, would read them as one field.
+func checkKeys(raw []byte, fields map[string]bool) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body must be a JSON object")
@@ -441,6 +500,9 @@ func rejectDuplicateKeys(raw []byte) error {
 			return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "field %q appears twice", key)
 		}
 		seen[foldKey(key)] = true
+		if !fields[key] {
+			return app.Errorf(app.KindInvalid, app.CodeUnknownField, "field %q is not accepted (names are case-sensitive); prices, amounts, statuses and owners are decided by the server", key)
+		}
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
 			return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body is not a valid JSON object")
