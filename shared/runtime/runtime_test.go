@@ -185,7 +185,7 @@ func TestStartServesAWSLambdaThroughRuntimeAPI(t *testing.T) {
 	}
 	mustUnmarshal(t, `{
 		"statusCode": 200,
-		"headers": {"Content-Type": "text/plain; charset=utf-8", "X-Seen-Request-Id": "gw-req-1", "X-Seen-Request": "POST /v1/ping?x=1"},
+		"headers": {"Content-Type": "text/plain; charset=utf-8", "X-Request-Id": "gw-req-1", "X-Seen-Request-Id": "gw-req-1", "X-Seen-Request": "POST /v1/ping?x=1"},
 		"multiValueHeaders": null, "body": "ping", "cookies": null}`, &want)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("invocation response (-want +got):\n%s", diff)
@@ -229,7 +229,7 @@ func TestStartServesTencentSCFThroughNetRPC(t *testing.T) {
 	}
 	mustUnmarshal(t, `{
 		"isBase64Encoded": false, "statusCode": 200,
-		"headers": {"Content-Type": "text/plain; charset=utf-8", "X-Seen-Request-Id": "gw-req-2", "X-Seen-Request": "POST /v1/ping?x=1"},
+		"headers": {"Content-Type": "text/plain; charset=utf-8", "X-Request-Id": "gw-req-2", "X-Seen-Request-Id": "gw-req-2", "X-Seen-Request": "POST /v1/ping?x=1"},
 		"body": "ping"}`, &want)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("integration response (-want +got):\n%s", diff)

@@ -35,7 +35,7 @@ func Start(h http.Handler, logger *slog.Logger) {
 // The request id (requestContext.requestId, else the Lambda invocation id)
 // reaches h through httpapi.WithRequestID. A panic in h answers 500 with
 // {"code":"INTERNAL",...}, a body that is flagged base64 but is not answers
-// 400 BAD_REQUEST; both return a nil error so Lambda does not count the
+// 400 INVALID_REQUEST; both return a nil error so Lambda does not count the
 // invocation as failed. The error is non-nil only for an event that is not an
 // HTTP request at all (a misconfigured trigger).
 func NewHandler(h http.Handler, logger *slog.Logger) func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
@@ -51,29 +51,34 @@ func NewHandler(h http.Handler, logger *slog.Logger) func(context.Context, event
 		if err != nil {
 			logger.WarnContext(ctx, "cannot convert API Gateway event",
 				"request_id", httpapi.RequestID(ctx), "err", err)
-			return toResponse(serve.Error(http.StatusBadRequest, "BAD_REQUEST", "request body is not valid base64")), nil
+			return toResponse(serve.Error(httpapi.RequestID(ctx), http.StatusBadRequest, codeInvalidRequest, "request body is not valid base64")), nil
 		}
 		r, err := newRequest(ctx, e, body)
 		if err != nil {
 			logger.WarnContext(ctx, "cannot convert API Gateway event",
 				"request_id", httpapi.RequestID(ctx), "err", err)
-			return toResponse(serve.Error(http.StatusBadRequest, "BAD_REQUEST", "malformed request line")), nil
+			return toResponse(serve.Error(httpapi.RequestID(ctx), http.StatusBadRequest, codeInvalidRequest, "malformed request line")), nil
 		}
 		return toResponse(serve.Handle(h, r, logger)), nil
 	}
 }
 
 // requestID prefers the gateway's id, which the client can see and quote,
-// and falls back to the Lambda invocation id.
+// falls back to the Lambda invocation id, and makes one up for an event
+// carrying neither (a hand-made one), so every answer names an id.
 func requestID(ctx context.Context, e events.APIGatewayV2HTTPRequest) string {
 	if id := e.RequestContext.RequestID; id != "" {
 		return id
 	}
-	if lc, ok := lambdacontext.FromContext(ctx); ok {
+	if lc, ok := lambdacontext.FromContext(ctx); ok && lc.AwsRequestID != "" {
 		return lc.AwsRequestID
 	}
-	return ""
+	return httpapi.NewRequestID()
 }
+
+// codeInvalidRequest is app.CodeInvalidRequest, the code of a body that
+// cannot be read; the adapters do not import shared/app.
+const codeInvalidRequest = "INVALID_REQUEST"
 
 func newRequest(ctx context.Context, e events.APIGatewayV2HTTPRequest, body []byte) (*http.Request, error) {
 	header := newHeader(e.Headers)

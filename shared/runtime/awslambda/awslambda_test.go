@@ -76,7 +76,7 @@ func TestJSONPostReachesHandlerWithHeadersCookiesAndRequestID(t *testing.T) {
 	}
 	wantResp := events.APIGatewayV2HTTPResponse{
 		StatusCode: http.StatusCreated,
-		Headers:    map[string]string{"Content-Type": "application/json"},
+		Headers:    map[string]string{"Content-Type": "application/json", "X-Request-Id": "UvWxYz1AbCdEFGh="},
 		Body:       `{"order_id":"ord_1"}`,
 	}
 	if diff := cmp.Diff(wantResp, resp); diff != "" {
@@ -169,7 +169,7 @@ func TestSetCookieGoesToCookiesAndOtherHeadersAreCommaJoined(t *testing.T) {
 	}
 	want := events.APIGatewayV2HTTPResponse{
 		StatusCode: http.StatusNoContent,
-		Headers:    map[string]string{"Vary": "Origin,Accept-Encoding"},
+		Headers:    map[string]string{"Vary": "Origin,Accept-Encoding", "X-Request-Id": "Qa1bC2dE3fG4hI5="},
 		Cookies:    []string{"sid=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT; HttpOnly", "theme=dark; Path=/"},
 	}
 	if diff := cmp.Diff(want, resp); diff != "" {
@@ -191,8 +191,8 @@ func TestPanicAnswers500JSONWithNilErrorAndLogsRequestID(t *testing.T) {
 	}
 	want := events.APIGatewayV2HTTPResponse{
 		StatusCode: http.StatusInternalServerError,
-		Headers:    map[string]string{"Content-Type": "application/json"},
-		Body:       `{"code":"INTERNAL","message":"internal error"}`,
+		Headers:    map[string]string{"Content-Type": "application/json", "X-Request-Id": "UvWxYz1AbCdEFGh="},
+		Body:       `{"code":"INTERNAL","message":"internal error","request_id":"UvWxYz1AbCdEFGh="}`,
 	}
 	if diff := cmp.Diff(want, resp); diff != "" {
 		t.Errorf("response (-want +got):\n%s", diff)
@@ -225,7 +225,10 @@ func TestRequestIDFallsBackToLambdaInvocationID(t *testing.T) {
 	}
 }
 
-func TestInvalidBase64BodyAnswers400WithNilError(t *testing.T) {
+// The adapter's own refusal is an error like the core's: INVALID_REQUEST
+// (the documented code for an unreadable body) naming the request id in the
+// body and in X-Request-Id.
+func TestInvalidBase64BodyAnswers400InvalidRequestWithRequestIDAndNilError(t *testing.T) {
 	e, _ := loadEvent(t, "apigw-v2-post-base64.json")
 	e.Body = "not*base64!"
 	called := false
@@ -240,8 +243,8 @@ func TestInvalidBase64BodyAnswers400WithNilError(t *testing.T) {
 	}
 	want := events.APIGatewayV2HTTPResponse{
 		StatusCode: http.StatusBadRequest,
-		Headers:    map[string]string{"Content-Type": "application/json"},
-		Body:       `{"code":"BAD_REQUEST","message":"request body is not valid base64"}`,
+		Headers:    map[string]string{"Content-Type": "application/json", "X-Request-Id": "Nt5aBcDeFgHiJkQ="},
+		Body:       `{"code":"INVALID_REQUEST","message":"request body is not valid base64","request_id":"Nt5aBcDeFgHiJkQ="}`,
 	}
 	if diff := cmp.Diff(want, resp); diff != "" {
 		t.Errorf("response (-want +got):\n%s", diff)

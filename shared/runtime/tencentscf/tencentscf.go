@@ -50,7 +50,7 @@ func Start(h http.Handler, logger *slog.Logger) {
 // The request id (requestContext.requestId, else the SCF invocation id)
 // reaches h through httpapi.WithRequestID. A panic in h answers 500 with
 // {"code":"INTERNAL",...}, a body flagged base64 that is not answers 400
-// BAD_REQUEST; both return a nil error so SCF does not count the invocation
+// INVALID_REQUEST; both return a nil error so SCF does not count the invocation
 // as failed. The error is non-nil only for an event that is not an HTTP
 // request at all (a misconfigured trigger).
 func NewHandler(h http.Handler, logger *slog.Logger) func(context.Context, Request) (Response, error) {
@@ -66,29 +66,34 @@ func NewHandler(h http.Handler, logger *slog.Logger) func(context.Context, Reque
 		if err != nil {
 			logger.WarnContext(ctx, "cannot convert API Gateway event",
 				"request_id", httpapi.RequestID(ctx), "err", err)
-			return toResponse(ctx, serve.Error(http.StatusBadRequest, "BAD_REQUEST", "request body is not valid base64"), logger), nil
+			return toResponse(ctx, serve.Error(httpapi.RequestID(ctx), http.StatusBadRequest, codeInvalidRequest, "request body is not valid base64"), logger), nil
 		}
 		r, err := newRequest(ctx, e, body)
 		if err != nil {
 			logger.WarnContext(ctx, "cannot convert API Gateway event",
 				"request_id", httpapi.RequestID(ctx), "err", err)
-			return toResponse(ctx, serve.Error(http.StatusBadRequest, "BAD_REQUEST", "malformed request line"), logger), nil
+			return toResponse(ctx, serve.Error(httpapi.RequestID(ctx), http.StatusBadRequest, codeInvalidRequest, "malformed request line"), logger), nil
 		}
 		return toResponse(ctx, serve.Handle(h, r, logger), logger), nil
 	}
 }
 
 // requestID prefers the gateway's id, which the client can see and quote,
-// and falls back to the SCF invocation id.
+// falls back to the SCF invocation id, and makes one up for an event
+// carrying neither (a hand-made one), so every answer names an id.
 func requestID(ctx context.Context, e Request) string {
 	if id := e.Context.RequestID; id != "" {
 		return id
 	}
-	if fc, ok := functioncontext.FromContext(ctx); ok {
+	if fc, ok := functioncontext.FromContext(ctx); ok && fc.RequestID != "" {
 		return fc.RequestID
 	}
-	return ""
+	return httpapi.NewRequestID()
 }
+
+// codeInvalidRequest is app.CodeInvalidRequest, the code of a body that
+// cannot be read; the adapters do not import shared/app.
+const codeInvalidRequest = "INVALID_REQUEST"
 
 func newRequest(ctx context.Context, e Request, body []byte) (*http.Request, error) {
 	header := make(http.Header, len(e.Headers))

@@ -109,7 +109,7 @@ func TestJSONPostReachesHandlerWithHeadersAndRequestID(t *testing.T) {
 	}
 	wantResp := tencentscf.Response{
 		StatusCode: http.StatusCreated,
-		Headers:    map[string]string{"Content-Type": "application/json"},
+		Headers:    map[string]string{"Content-Type": "application/json", "X-Request-Id": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"},
 		Body:       `{"order_id":"ord_1"}`,
 	}
 	if diff := cmp.Diff(wantResp, resp); diff != "" {
@@ -198,8 +198,9 @@ func TestMultiValueHeadersAreCommaJoinedAndOnlyFirstSetCookieIsSent(t *testing.T
 	want := tencentscf.Response{
 		StatusCode: http.StatusNoContent,
 		Headers: map[string]string{
-			"Vary":       "Origin,Accept-Encoding",
-			"Set-Cookie": "sid=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT; HttpOnly",
+			"Vary":         "Origin,Accept-Encoding",
+			"X-Request-Id": "3a9e6c1d-5b7f-4d2a-9c8e-1f3b5d7a9c2e",
+			"Set-Cookie":   "sid=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT; HttpOnly",
 		},
 	}
 	if diff := cmp.Diff(want, resp); diff != "" {
@@ -223,8 +224,8 @@ func TestPanicAnswers500JSONWithNilErrorAndLogsRequestID(t *testing.T) {
 	}
 	want := tencentscf.Response{
 		StatusCode: http.StatusInternalServerError,
-		Headers:    map[string]string{"Content-Type": "application/json"},
-		Body:       `{"code":"INTERNAL","message":"internal error"}`,
+		Headers:    map[string]string{"Content-Type": "application/json", "X-Request-Id": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"},
+		Body:       `{"code":"INTERNAL","message":"internal error","request_id":"c6af9ac6-7b61-11e6-9a41-93e8deadbeef"}`,
 	}
 	if diff := cmp.Diff(want, resp); diff != "" {
 		t.Errorf("response (-want +got):\n%s", diff)
@@ -257,7 +258,10 @@ func TestRequestIDFallsBackToSCFInvocationID(t *testing.T) {
 	}
 }
 
-func TestInvalidBase64BodyAnswers400WithNilError(t *testing.T) {
+// The adapter's own refusal is an error like the core's: INVALID_REQUEST
+// (the documented code for an unreadable body) naming the request id in the
+// body and in X-Request-Id.
+func TestInvalidBase64BodyAnswers400InvalidRequestWithRequestIDAndNilError(t *testing.T) {
 	e, _ := loadEvent(t, "apigw-post-base64.json")
 	e.Body = "not*base64!"
 	called := false
@@ -272,8 +276,8 @@ func TestInvalidBase64BodyAnswers400WithNilError(t *testing.T) {
 	}
 	want := tencentscf.Response{
 		StatusCode: http.StatusBadRequest,
-		Headers:    map[string]string{"Content-Type": "application/json"},
-		Body:       `{"code":"BAD_REQUEST","message":"request body is not valid base64"}`,
+		Headers:    map[string]string{"Content-Type": "application/json", "X-Request-Id": "0f3b7d5e-9a1c-4e2b-8d6f-2a4c6e8b0d1f"},
+		Body:       `{"code":"INVALID_REQUEST","message":"request body is not valid base64","request_id":"0f3b7d5e-9a1c-4e2b-8d6f-2a4c6e8b0d1f"}`,
 	}
 	if diff := cmp.Diff(want, resp); diff != "" {
 		t.Errorf("response (-want +got):\n%s", diff)
@@ -325,6 +329,7 @@ func TestStartServesEventsOverSCFNetRPC(t *testing.T) {
 		"statusCode": 201,
 		"headers": {
 			"Content-Type": "application/octet-stream",
+			"X-Request-Id": "0f3b7d5e-9a1c-4e2b-8d6f-2a4c6e8b0d1f",
 			"X-Seen-Request-Id": "0f3b7d5e-9a1c-4e2b-8d6f-2a4c6e8b0d1f",
 			"X-Seen-Request": "POST /v1/wxpay/notify"
 		},

@@ -4,6 +4,9 @@
 package adaptertest
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -74,4 +77,40 @@ func FreePort(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return port
+}
+
+// CheckRequestID fails t unless an error answer of status want names id
+// everywhere: the X-Request-Id header, the body's request_id, and every log
+// line that names a request id, of which the access line ("request") is one.
+func CheckRequestID(t *testing.T, status, want int, header map[string]string, body string, logs *bytes.Buffer, id string) {
+	t.Helper()
+	if status != want {
+		t.Errorf("status = %d, want %d (%s)", status, want, body)
+	}
+	if got := header[httpapi.HeaderRequestID]; got != id {
+		t.Errorf("X-Request-Id = %q, want %q", got, id)
+	}
+	var b struct {
+		Code      string `json:"code"`
+		RequestID string `json:"request_id"`
+	}
+	if err := json.Unmarshal([]byte(body), &b); err != nil || b.Code == "" || b.RequestID != id {
+		t.Errorf("body %s (%v): want a code and request_id %q", body, err, id)
+	}
+	access := false
+	sc := bufio.NewScanner(bytes.NewReader(logs.Bytes()))
+	for sc.Scan() {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Errorf("log line is not JSON: %s", sc.Bytes())
+			continue
+		}
+		if got, ok := line["request_id"]; ok && got != id {
+			t.Errorf("log line names request %v, want %q: %s", got, id, sc.Bytes())
+		}
+		access = access || (line["msg"] == "request" && line["request_id"] == id)
+	}
+	if !access {
+		t.Errorf("no access log line with request_id %q:\n%s", id, logs)
+	}
 }

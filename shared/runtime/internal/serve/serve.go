@@ -91,42 +91,50 @@ type Response struct {
 	Body   []byte
 }
 
-// Error returns a JSON error response in the core's {code, message} shape.
-func Error(status int, code, message string) Response {
+// Error returns a JSON error response in the core's {code, message,
+// request_id} shape, with the id in X-Request-Id as the core answers.
+func Error(requestID string, status int, code, message string) Response {
 	b, err := json.Marshal(struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}{code, message})
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		RequestID string `json:"request_id"`
+	}{code, message, requestID})
 	if err != nil {
-		// Two strings always marshal; keep a valid body regardless.
+		// Strings always marshal; keep a valid body regardless.
 		b = []byte(`{"code":"INTERNAL","message":"internal error"}`)
 	}
 	return Response{
 		Status: status,
-		Header: http.Header{"Content-Type": {"application/json"}},
+		Header: http.Header{"Content-Type": {"application/json"}, httpapi.HeaderRequestID: {requestID}},
 		Body:   b,
 	}
 }
 
-// Handle serves r through h and returns the recorded response. A panic in h
-// is logged at error level with the request id and becomes a 500 INTERNAL
-// JSON error: the invocation itself did not fail, the request did.
+// Handle serves r through h and returns the recorded response, which names
+// the request id of r's context in X-Request-Id if h did not set it. A panic
+// in h is logged at error level with the request id and becomes a 500
+// INTERNAL JSON error: the invocation itself did not fail, the request did.
 func Handle(h http.Handler, r *http.Request, logger *slog.Logger) (resp Response) {
 	rec := &recorder{header: http.Header{}}
+	id := httpapi.RequestID(r.Context())
 	defer func() {
 		if v := recover(); v != nil {
 			// Never the body, query or headers: they may hold tokens.
 			logger.ErrorContext(r.Context(), "handler panicked",
-				"request_id", httpapi.RequestID(r.Context()),
+				"request_id", id,
 				"method", r.Method,
 				"path", r.URL.Path,
 				"panic", fmt.Sprint(v),
 				"stack", string(debug.Stack()))
-			resp = Error(http.StatusInternalServerError, "INTERNAL", "internal error")
+			resp = Error(id, http.StatusInternalServerError, "INTERNAL", "internal error")
 		}
 	}()
 	h.ServeHTTP(rec, r)
-	return rec.response()
+	resp = rec.response()
+	if _, ok := resp.Header[httpapi.HeaderRequestID]; !ok && id != "" {
+		resp.Header[httpapi.HeaderRequestID] = []string{id}
+	}
+	return resp
 }
 
 // recorder is a minimal http.ResponseWriter with net/http server semantics:
