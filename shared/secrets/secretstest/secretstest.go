@@ -27,8 +27,8 @@ import (
 // and an outage switch.
 type store struct {
 	mu      sync.Mutex
-	values  map[string][]string  // id -> versions, oldest first
-	grants  map[string]grant     // access key -> its secret key, token and readable ids
+	values  map[string][]string // id -> versions, oldest first
+	grants  map[string]grant    // access key -> its secret key, token and readable ids
 	down    atomic.Bool
 	fetches atomic.Int64
 	refused atomic.Int64
