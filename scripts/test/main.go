@@ -22,8 +22,8 @@
 //   - the npm install starts in the background at once (it waits on the
 //     network while vet compiles), and the deploy test finds it done;
 //   - each fuzzed package's instrumented test binary is built once (go test
-//     -c -fuzz) in the background while the tests run, instead of once per
-//     target, and its targets run from it;
+//     -c -fuzz) in the background, at low priority, while the other steps
+//     run, instead of once per target, and its targets run from it;
 //   - the fuzz targets are found by parsing the test files, not with go
 //     test -list (which links every test binary again);
 //   - -fuzzjobs N runs N targets at once, each with its share of the CPUs,
@@ -84,31 +84,20 @@ func main() {
 
 	npmDone := installNodeDeps(ctx, &times)
 
+	// The instrumented fuzz builds start at once, at low priority: they
+	// share nothing with vet's and the tests' builds (other compiler flags),
+	// so they only take CPU the steps leave idle while they wait on module
+	// downloads, subprocesses and the network.
 	var fuzz *fuzzBuild
-	startFuzz := func() {
-		if fuzz == nil && !*skipFuzz {
-			fuzz = startFuzzBuild(ctx, &times)
-		}
-	}
-	if !want["vet"] {
-		startFuzz()
+	if !*skipFuzz {
+		fuzz = startFuzzBuild(ctx, &times)
 	}
 	steps := []struct {
 		name string
 		skip bool
 		run  func() error
 	}{
-		{"vet", !want["vet"], func() error {
-			err := gocmd("vet", "./...")
-			if err == nil {
-				// Vet compiled every package; the instrumented builds
-				// start now, at low priority, and overlap the tests, which
-				// spend much of their time waiting on subprocesses and the
-				// network.
-				startFuzz()
-			}
-			return err
-		}},
+		{"vet", !want["vet"], func() error { return gocmd("vet", "./...") }},
 		{"tests", !want["tests"], func() error { return gocmd("test", "./...") }},
 		{"benchmarks once", *skipBench, func() error {
 			return gocmd("test", "-run", "^$", "-bench", ".", "-benchtime", "1x", "./...")
