@@ -143,6 +143,9 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Fresh && cfg.MongoURI != "" {
+		o.Logger.Warn("-fresh empties the data folder only; the database MONGODB_URI names keeps its data")
+	}
 	s := &Stack{DataDir: o.DataDir, OldData: oldData, log: o.Logger}
 	defer func() {
 		if err != nil {
