@@ -32,9 +32,12 @@ func TestFieldNamesMatchExactlySoAnotherCaseIsAnUnknownField(t *testing.T) {
 			t.Errorf("%s: code %q, want UNKNOWN_FIELD", body, code)
 		}
 	}
-	// A case variant next to the real field is one field named twice.
-	if code := codeOf(decodeAs[orderRequest]([]byte(`{"order_id":"a","Order_Id":"b"}`))); code != app.CodeInvalidRequest {
-		t.Errorf("case variant beside the field: code %q, want INVALID_REQUEST", code)
+	// A case variant beside the real field, before or after it, is one
+	// field named twice.
+	for _, body := range []string{`{"order_id":"a","Order_Id":"b"}`, `{"Order_Id":"b","order_id":"a"}`} {
+		if code := codeOf(decodeAs[orderRequest]([]byte(body))); code != app.CodeInvalidRequest {
+			t.Errorf("%s: code %q, want INVALID_REQUEST", body, code)
+		}
 	}
 }
 

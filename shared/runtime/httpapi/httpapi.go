@@ -481,14 +481,16 @@ func fieldsOf(v any) map[string]bool {
 }
 
 // checkKeys fails unless raw is a JSON object whose keys each name one of
-// fields exactly, none twice. Keys that differ only in case count as the
-// same key named twice (INVALID_REQUEST), not as unknown: any parser that
-// folds case, as encoding/json does, would read them as one field.
+// fields exactly, none twice. A key named twice, also in another case, is
+// INVALID_REQUEST wherever the copies stand (any parser that folds case, as
+// encoding/json does, would read them as one field); only then is a key
+// that is not a field UNKNOWN_FIELD.
 func checkKeys(raw []byte, fields map[string]bool) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body must be a JSON object")
 	}
+	var keys []string
 	seen := map[string]bool{}
 	for dec.More() {
 		tok, err := dec.Token()
@@ -500,12 +502,15 @@ func checkKeys(raw []byte, fields map[string]bool) error {
 			return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "field %q appears twice", key)
 		}
 		seen[foldKey(key)] = true
-		if !fields[key] {
-			return app.Errorf(app.KindInvalid, app.CodeUnknownField, "field %q is not accepted (names are case-sensitive); prices, amounts, statuses and owners are decided by the server", key)
-		}
+		keys = append(keys, key)
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
 			return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body is not a valid JSON object")
+		}
+	}
+	for _, key := range keys {
+		if !fields[key] {
+			return app.Errorf(app.KindInvalid, app.CodeUnknownField, "field %q is not accepted (names are case-sensitive); prices, amounts, statuses and owners are decided by the server", key)
 		}
 	}
 	return nil
