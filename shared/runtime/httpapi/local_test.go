@@ -4,15 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,11 +44,12 @@ const (
 
 // local is the stack behind an httptest server, with every log line kept.
 type local struct {
-	t     *testing.T
-	sim   *paysim.Server
-	stack *setup.Stack
-	url   string
-	logs  *lockedBuffer
+	t        *testing.T
+	sim      *paysim.Server
+	platform *rsa.PrivateKey // the simulator's signing key, to sign bodies of our own
+	stack    *setup.Stack
+	url      string
+	logs     *lockedBuffer
 }
 
 func newLocal(t *testing.T) *local {
@@ -100,7 +105,7 @@ func newLocal(t *testing.T) *local {
 	if err := stack.Store.UpsertProducts(context.Background(), order.Product{ID: "latte", Title: "Latte", PriceFen: 2800, Active: true}); err != nil {
 		t.Fatal(err)
 	}
-	return &local{t: t, sim: sim, stack: stack, url: srv.URL, logs: logs}
+	return &local{t: t, sim: sim, platform: platform, stack: stack, url: srv.URL, logs: logs}
 }
 
 type answer struct {
@@ -261,6 +266,52 @@ func TestFieldInAnotherCaseNeverCreatesAnOrder(t *testing.T) {
 	// Control: spelt exactly, the same request makes its order.
 	if a := l.post(httpapi.PathCreateOrder, token, `{"product_id":"latte","quantity":1,"request_id":"case-0"}`); a.status != 201 {
 		t.Errorf("exact spelling: %d %v, want 201", a.status, a.body)
+	}
+}
+
+// sign returns body's WeChat Pay headers, signed with the platform key as
+// WeChat Pay signs: SHA256withRSA over "timestamp\nnonce\nbody\n".
+func (l *local) sign(body []byte) http.Header {
+	l.t.Helper()
+	ts, nonce := strconv.FormatInt(time.Now().Unix(), 10), "duplicate-key-nonce"
+	sum := sha256.Sum256([]byte(ts + "\n" + nonce + "\n" + string(body) + "\n"))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, l.platform, crypto.SHA256, sum[:])
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return http.Header{
+		"Content-Type": {"application/json"}, "Wechatpay-Serial": {l.sim.Keys().PublicKeyID},
+		"Wechatpay-Timestamp": {ts}, "Wechatpay-Nonce": {nonce}, "Wechatpay-Signature": {base64.StdEncoding.EncodeToString(sig)},
+	}
+}
+
+// Issue 10, item 9, over HTTP: a correctly signed notification naming
+// event_type twice (CLOSED, then SUCCESS) is 401 INVALID_NOTIFICATION and
+// pays nothing; decided on its last copy it would have paid the order.
+func TestSignedNotificationNamingAFieldTwiceIsInvalidAndPaysNothing(t *testing.T) {
+	l := newLocal(t)
+	token := l.post(httpapi.PathLogin, "", `{"code":"`+l.sim.NewLoginCode("o-buyer")+`"}`).str("token")
+	id := l.post(httpapi.PathCreateOrder, token, `{"product_id":"latte","quantity":1,"request_id":"dup-1"}`).str("order_id")
+	tx := paysim.Transaction{
+		AppID: appID, MchID: mchID, OutTradeNo: id, TransactionID: "4200000000202601010000000042",
+		TradeType: "JSAPI", TradeState: "SUCCESS", SuccessTime: time.Now().Format(time.RFC3339),
+		Payer: &paysim.Payer{OpenID: "o-buyer"}, Amount: &paysim.Amount{Total: 2800, PayerTotal: 2800, Currency: "CNY", PayerCurrency: "CNY"},
+	}
+	_, genuine, err := l.sim.BuildNotification(tx, paysim.NotifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice := append([]byte(`{"event_type":"TRANSACTION.CLOSED",`), genuine[1:]...)
+	a := l.do(http.MethodPost, httpapi.PathVerifyPayment, l.sign(twice), string(twice))
+	if a.status != 401 || a.str("code") != "INVALID_NOTIFICATION" {
+		t.Errorf("event_type twice: %d %v, want 401 INVALID_NOTIFICATION", a.status, a.body)
+	}
+	if o, err := l.stack.Store.Order(context.Background(), id); err != nil || o.Status != order.StatusNotPay {
+		t.Errorf("order after the refused notification: %s (%v), want NOTPAY", o.Status, err)
+	}
+	// Control: the same body without the first copy, signed alike, pays.
+	if a := l.do(http.MethodPost, httpapi.PathVerifyPayment, l.sign(genuine), string(genuine)); a.status != 200 {
+		t.Errorf("genuine: %d %v, want 200", a.status, a.body)
 	}
 }
 
