@@ -294,12 +294,15 @@ func (it sweepItem) notAfter(at time.Time, id string) bool {
 
 // jobRun is what the sweeps of one run share.
 type jobRun struct {
-	job    string
-	opts   JobOptions
-	ctx    context.Context // the caller's: bookkeeping after the stop
-	work   context.Context // ends at stopAt: the items' calls
-	stopAt time.Time       // zero: no deadline
-	slots  chan struct{}   // bounds the items in flight across sweeps
+	job  string
+	opts JobOptions
+	ctx  context.Context // the caller's: writing cursors and backoffs
+	work context.Context // ends at stopAt: the items' calls
+	// book ends half the margin after stopAt: reading pages and backoffs,
+	// so a read started just before the stop still gets its time.
+	book   context.Context
+	stopAt time.Time     // zero: no deadline
+	slots  chan struct{} // bounds the items in flight across sweeps
 	// itemNanos is a running mean of an item's duration, so that no item is
 	// started that would not finish before stopAt.
 	itemNanos atomic.Int64
@@ -313,13 +316,15 @@ type jobRun struct {
 func (a *App) runJob(ctx context.Context, job string, opts JobOptions, sweeps ...sweep) (JobReport, error) {
 	begin := time.Now()
 	opts = opts.withDefaults()
-	r := &jobRun{job: job, opts: opts, ctx: ctx, work: ctx, slots: make(chan struct{}, opts.Parallelism)}
+	r := &jobRun{job: job, opts: opts, ctx: ctx, work: ctx, book: ctx, slots: make(chan struct{}, opts.Parallelism)}
 	if dl, ok := ctx.Deadline(); ok {
 		margin := max(opts.MinMargin, time.Until(dl)/10)
 		r.stopAt = dl.Add(-margin)
-		var cancel context.CancelFunc
-		r.work, cancel = context.WithDeadlineCause(ctx, r.stopAt, errJobBudget)
-		defer cancel()
+		var cancelWork, cancelBook context.CancelFunc
+		r.work, cancelWork = context.WithDeadlineCause(ctx, r.stopAt, errJobBudget)
+		defer cancelWork()
+		r.book, cancelBook = context.WithDeadlineCause(ctx, r.stopAt.Add(margin/2), errJobBudget)
+		defer cancelBook()
 	}
 	rep := JobReport{Job: job, Fixes: []Fix{}, Complete: true, Sweeps: make([]SweepReport, len(sweeps))}
 	fixes := make([][]Fix, len(sweeps))
@@ -361,6 +366,11 @@ func (r *jobRun) timeUp() bool {
 	return !r.stopAt.IsZero() && time.Now().Add(time.Duration(r.itemNanos.Load())).After(r.stopAt)
 }
 
+// over reports whether the work time is over: an error then is the stop's.
+func (r *jobRun) over() bool {
+	return r.work.Err() != nil || !r.stopAt.IsZero() && !time.Now().Before(r.stopAt)
+}
+
 // stopReason tells a stop at the job's own budget from a cancelled caller.
 func (r *jobRun) stopReason() string {
 	if r.ctx.Err() != nil && !errors.Is(r.ctx.Err(), context.DeadlineExceeded) {
@@ -377,10 +387,10 @@ func (a *App) runSweep(r *jobRun, sw sweep) (SweepReport, []Fix, error) {
 	rep := SweepReport{Name: sw.name}
 	var fixes []Fix
 	cursorName := r.job + "/" + sw.name
-	startAt, startID, err := a.store.JobCursor(r.work, cursorName)
+	startAt, startID, err := a.store.JobCursor(r.book, cursorName)
 	if err != nil {
 		rep.Stopped = StoppedStore
-		if r.work.Err() != nil {
+		if r.over() {
 			rep.Stopped = r.stopReason()
 			err = nil
 		}
@@ -395,9 +405,9 @@ func (a *App) runSweep(r *jobRun, sw sweep) (SweepReport, []Fix, error) {
 			rep.Stopped = r.stopReason()
 			break
 		}
-		items, err := sw.page(r.work, curAt, curID, r.opts.PageSize)
+		items, err := sw.page(r.book, curAt, curID, r.opts.PageSize)
 		if err != nil {
-			if r.work.Err() != nil {
+			if r.over() {
 				rep.Stopped = r.stopReason()
 			} else {
 				rep.Stopped, sweepErr = StoppedStore, fmt.Errorf("%s: %w", sw.name, err)
@@ -461,9 +471,9 @@ func (a *App) runPage(r *jobRun, items []sweepItem, rep *SweepReport) (int, []Fi
 	for i, it := range items {
 		keys[i] = it.key
 	}
-	failures, next, err := a.store.Backoffs(r.work, keys)
+	failures, next, err := a.store.Backoffs(r.book, keys)
 	if err != nil {
-		if r.work.Err() != nil {
+		if r.over() {
 			return 0, nil, nil
 		}
 		return 0, nil, err
