@@ -82,7 +82,10 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	npmDone := installNodeDeps(ctx, &times)
+	var npmDone <-chan struct{} = closed()
+	if want["tests"] {
+		npmDone = installNodeDeps(ctx, &times)
+	}
 
 	// The instrumented fuzz builds start at once, at low priority: they
 	// share nothing with vet's and the tests' builds (other compiler flags),
@@ -163,12 +166,11 @@ func gocmd(args ...string) error {
 // background, where the test can share the install (it waits for the lock).
 // Its outcome is only reported: the test decides pass, fail or skip.
 func installNodeDeps(ctx context.Context, times *timings) <-chan struct{} {
-	done := make(chan struct{})
 	npm, err := exec.LookPath("npm")
 	if err != nil || !nodedeps.ConcurrentInstalls {
-		close(done)
-		return done
+		return closed()
 	}
+	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		res, err := nodedeps.Install(ctx, npm, filepath.Join("deploy", "serverless-aws"))
@@ -181,6 +183,12 @@ func installNodeDeps(ctx context.Context, times *timings) <-chan struct{} {
 		times.add("background: npm ci (deploy/serverless-aws)", res.Took)
 	}()
 	return done
+}
+
+func closed() <-chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
 }
 
 func firstLine(err error) string {
