@@ -149,7 +149,7 @@ func (s *Store) ClaimRefund(ctx context.Context, d order.RefundDecision) (order.
 		return order.RefundDecision{}, false, fmt.Errorf("claim refund %s: %w", d.Key, err)
 	}
 	var won order.RefundDecision
-	if err := s.findOne(ctx, colClaims, bson.D{{Key: "_id", Value: d.Key}}, &won); err != nil {
+	if err := s.findDecision(ctx, d.Key, &won); err != nil {
 		return order.RefundDecision{}, false, fmt.Errorf("claim refund %s: load the existing claim: %w", d.Key, err)
 	}
 	return won, false, nil

@@ -180,11 +180,34 @@ func (s *Store) Claim(ctx context.Context, c order.Claim) (order.Claim, bool, er
 		return order.Claim{}, false, fmt.Errorf("claim %s: %w", c.Key, err)
 	}
 	var won order.Claim
-	if err := s.findOne(ctx, colClaims, bson.D{{Key: "_id", Value: c.Key}}, &won); err != nil {
+	if err := s.findDecision(ctx, c.Key, &won); err != nil {
 		// Claims are never deleted, so even ErrNotFound here is a store fault.
 		return order.Claim{}, false, fmt.Errorf("claim %s: load the existing claim: %w", c.Key, err)
 	}
 	return won, false, nil
+}
+
+// findDecision reads the claim under key after an insert found the key
+// taken. It reads with majority read concern, so on a replica set a winner
+// whose insert a majority has not yet acknowledged is invisible for a
+// moment: it looks again briefly (about 0.6 s in all, within ctx) rather
+// than report a store fault at once.
+func (s *Store) findDecision(ctx context.Context, key string, v any) error {
+	wait := 10 * time.Millisecond
+	for {
+		err := s.findOne(ctx, colClaims, bson.D{{Key: "_id", Value: key}}, v)
+		if !errors.Is(err, order.ErrNotFound) || wait > 400*time.Millisecond {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		wait *= 2
+	}
 }
 
 // Claims returns the claims made on an order, oldest first.
