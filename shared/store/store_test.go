@@ -515,10 +515,12 @@ func TestTwoStoresOnOneDatabaseBothEnsureIndexesAndShareThem(t *testing.T) {
 
 func TestNewValidatesOptions(t *testing.T) {
 	for name, opts := range map[string]store.Options{
-		"no URI":           {},
-		"bad scheme":       {URI: "http://127.0.0.1:1/"},
-		"bad database":     {URI: "mongodb://127.0.0.1:1/", Database: "pay.fn"},
-		"negative timeout": {URI: "mongodb://127.0.0.1:1/", ServerSelectionTimeout: -time.Second},
+		"no URI":              {},
+		"bad scheme":          {URI: "http://127.0.0.1:1/"},
+		"bad database":        {URI: "mongodb://127.0.0.1:1/", Database: "pay.fn"},
+		"negative timeout":    {URI: "mongodb://127.0.0.1:1/", ServerSelectionTimeout: -time.Second},
+		"negative op timeout": {URI: "mongodb://127.0.0.1:1/", OpTimeout: -time.Second},
+		"negative op margin":  {URI: "mongodb://127.0.0.1:1/", OpMargin: -time.Second},
 	} {
 		if _, err := store.New(opts); err == nil {
 			t.Errorf("%s: nil error", name)
