@@ -139,7 +139,8 @@ func (s *Server) verifyRequest(r *http.Request, body []byte) string {
 	if fields["mchid"] != s.mchID {
 		return "unknown mchid"
 	}
-	if fields["serial_no"] != s.merchantSerial {
+	merchantPub := s.merchantKey(fields["serial_no"]) // merchants.go
+	if merchantPub == nil {
 		return "unknown merchant certificate serial"
 	}
 	ts, err := strconv.ParseInt(fields["timestamp"], 10, 64)
@@ -150,9 +151,10 @@ func (s *Server) verifyRequest(r *http.Request, body []byte) string {
 		return "timestamp more than 5 minutes from server time"
 	}
 	msg := fmt.Sprintf("%s\n%s\n%s\n%s\n%s\n", r.Method, r.RequestURI, fields["timestamp"], fields["nonce_str"], body)
-	if err := verifySHA256WithRSA(s.merchantPub, msg, fields["signature"]); err != nil {
+	if err := verifySHA256WithRSA(merchantPub, msg, fields["signature"]); err != nil {
 		return "sign not match"
 	}
+	s.merchantSerialUsed(fields["serial_no"])
 	return ""
 }
 

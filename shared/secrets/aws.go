@@ -24,34 +24,44 @@ import (
 // and over the Parameters and Secrets extension (a layer to deploy per
 // region, with a cache of its own that would delay rotations further).
 type awsSource struct {
-	secretID, region string
-	endpoint         *url.URL
-	getenv           func(string) string
-	hc               *http.Client
-	now              func() time.Time
+	secretID string
+	endpoint *url.URL // nil: the region's
+	getenv   func(string) string
+	hc       *http.Client
+	now      func() time.Time
 }
 
+// newAWS checks what it can without the runtime's environment: the region
+// and credentials are read at each fetch (Lambda sets them).
 func newAWS(o Options) (*awsSource, error) {
-	region := o.Getenv("AWS_REGION")
-	if region == "" {
-		region = o.Getenv("AWS_DEFAULT_REGION")
-	}
-	if region == "" {
-		return nil, errors.New("aws-secretsmanager: AWS_REGION is not set")
-	}
-	ep := o.Endpoint
-	if ep == "" {
-		suffix := "amazonaws.com"
-		if strings.HasPrefix(region, "cn-") {
-			suffix = "amazonaws.com.cn"
+	s := &awsSource{secretID: o.ID, getenv: o.Getenv, hc: o.HTTPClient, now: o.Now}
+	if o.Endpoint != "" {
+		u, err := url.Parse(o.Endpoint)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("aws-secretsmanager: endpoint %q is not a URL", o.Endpoint)
 		}
-		ep = "https://secretsmanager." + region + "." + suffix
+		s.endpoint = u
 	}
-	u, err := url.Parse(ep)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("aws-secretsmanager: endpoint %q is not a URL", ep)
+	return s, nil
+}
+
+// where returns the region and the endpoint to call.
+func (s *awsSource) where() (string, *url.URL, error) {
+	region := s.getenv("AWS_REGION")
+	if region == "" {
+		region = s.getenv("AWS_DEFAULT_REGION")
 	}
-	return &awsSource{secretID: o.ID, region: region, endpoint: u, getenv: o.Getenv, hc: o.HTTPClient, now: o.Now}, nil
+	if region == "" {
+		return "", nil, errors.New("aws-secretsmanager: AWS_REGION is not set")
+	}
+	if s.endpoint != nil {
+		return region, s.endpoint, nil
+	}
+	suffix := "amazonaws.com"
+	if strings.HasPrefix(region, "cn-") {
+		suffix = "amazonaws.com.cn"
+	}
+	return region, &url.URL{Scheme: "https", Host: "secretsmanager." + region + "." + suffix, Path: "/"}, nil
 }
 
 // AWSCredentials are what SigV4 signs with.
@@ -64,14 +74,18 @@ func (s *awsSource) Fetch(ctx context.Context) (Secret, error) {
 	if creds.AccessKeyID == "" || creds.SecretAccessKey == "" {
 		return Secret{}, errors.New("aws-secretsmanager: no credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (give the function a role)")
 	}
+	region, endpoint, err := s.where()
+	if err != nil {
+		return Secret{}, err
+	}
 	body, _ := json.Marshal(map[string]string{"SecretId": s.secretID})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.endpoint.String(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint.String(), bytes.NewReader(body))
 	if err != nil {
 		return Secret{}, fmt.Errorf("aws-secretsmanager request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
 	req.Header.Set("X-Amz-Target", "secretsmanager.GetSecretValue")
-	SignAWS(req, body, creds, s.region, "secretsmanager", s.now())
+	SignAWS(req, body, creds, region, "secretsmanager", s.now())
 	resp, err := s.hc.Do(req)
 	if err != nil {
 		return Secret{}, fmt.Errorf("aws-secretsmanager GetSecretValue %s: %w: %s", s.secretID, ErrUnavailable, transportReason(err))

@@ -21,20 +21,18 @@ import (
 // GetSecretValue needs a version id, so each fetch first lists the versions
 // and takes the newest: a rotation is PutSecretValue with a new version.
 type tencentSource struct {
-	name, region string
-	endpoint     *url.URL
-	getenv       func(string) string
-	hc           *http.Client
-	now          func() time.Time
+	name     string
+	endpoint *url.URL
+	getenv   func(string) string
+	hc       *http.Client
+	now      func() time.Time
 }
 
 const ssmVersion = "2019-09-23"
 
+// newTencent checks the endpoint; the region and credentials are read at
+// each fetch (the SCF runtime sets them).
 func newTencent(o Options) (*tencentSource, error) {
-	region := o.Getenv("TENCENTCLOUD_REGION")
-	if region == "" {
-		return nil, errors.New("tencent-ssm: TENCENTCLOUD_REGION is not set")
-	}
 	ep := o.Endpoint
 	if ep == "" {
 		ep = "https://ssm.tencentcloudapi.com"
@@ -43,7 +41,7 @@ func newTencent(o Options) (*tencentSource, error) {
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("tencent-ssm: endpoint %q is not a URL", ep)
 	}
-	return &tencentSource{name: o.ID, region: region, endpoint: u, getenv: o.Getenv, hc: o.HTTPClient, now: o.Now}, nil
+	return &tencentSource{name: o.ID, endpoint: u, getenv: o.Getenv, hc: o.HTTPClient, now: o.Now}, nil
 }
 
 // TencentCredentials are what TC3-HMAC-SHA256 signs with.
@@ -56,13 +54,17 @@ func (s *tencentSource) Fetch(ctx context.Context) (Secret, error) {
 	if creds.SecretID == "" || creds.SecretKey == "" {
 		return Secret{}, errors.New("tencent-ssm: no credentials in TENCENTCLOUD_SECRETID and TENCENTCLOUD_SECRETKEY (give the function an execution role)")
 	}
+	region := s.getenv("TENCENTCLOUD_REGION")
+	if region == "" {
+		return Secret{}, errors.New("tencent-ssm: TENCENTCLOUD_REGION is not set")
+	}
 	var list struct {
 		Versions []struct {
 			VersionID  string `json:"VersionId"`
 			CreateTime int64  `json:"CreateTime"`
 		} `json:"Versions"`
 	}
-	if err := s.call(ctx, creds, "ListSecretVersionIds", map[string]any{"SecretName": s.name}, &list); err != nil {
+	if err := s.call(ctx, creds, region, "ListSecretVersionIds", map[string]any{"SecretName": s.name}, &list); err != nil {
 		return Secret{}, err
 	}
 	newest := -1
@@ -77,7 +79,7 @@ func (s *tencentSource) Fetch(ctx context.Context) (Secret, error) {
 	var got struct {
 		SecretString *string `json:"SecretString"`
 	}
-	if err := s.call(ctx, creds, "GetSecretValue", map[string]any{"SecretName": s.name, "VersionId": list.Versions[newest].VersionID}, &got); err != nil {
+	if err := s.call(ctx, creds, region, "GetSecretValue", map[string]any{"SecretName": s.name, "VersionId": list.Versions[newest].VersionID}, &got); err != nil {
 		return Secret{}, err
 	}
 	if got.SecretString == nil {
@@ -91,7 +93,7 @@ func (s *tencentSource) Fetch(ctx context.Context) (Secret, error) {
 }
 
 // call posts one API 3.0 action and decodes its Response into out.
-func (s *tencentSource) call(ctx context.Context, creds TencentCredentials, action string, params map[string]any, out any) error {
+func (s *tencentSource) call(ctx context.Context, creds TencentCredentials, region, action string, params map[string]any, out any) error {
 	body, _ := json.Marshal(params)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.endpoint.String(), bytes.NewReader(body))
 	if err != nil {
@@ -99,7 +101,7 @@ func (s *tencentSource) call(ctx context.Context, creds TencentCredentials, acti
 	}
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	req.Header.Set("X-TC-Version", ssmVersion)
-	req.Header.Set("X-TC-Region", s.region)
+	req.Header.Set("X-TC-Region", region)
 	if creds.Token != "" {
 		req.Header.Set("X-TC-Token", creds.Token)
 	}

@@ -85,10 +85,36 @@ func Logger(getenv func(string) string) *slog.Logger {
 
 // Handler builds the HTTP handler of one function from the environment. It
 // does no network I/O: clients connect on first use.
+//
+// With PAYFN_SECRET_SOURCE set to a secret store, the secrets are not read
+// here but fetched by the first invocation (see Rotating).
 func Handler(fn Function, getenv func(string) string, logger *slog.Logger) (http.Handler, error) {
+	if r, err := storeBacked(fn, getenv, logger); r != nil || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		if _, err := route(nil, fn); err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
 	api, _, err := fromEnv(fn, getenv, logger)
 	if err != nil {
 		return nil, err
+	}
+	return route(api, fn)
+}
+
+// route picks fn's handler from api (nil api: only whether fn is an HTTP
+// function).
+func route(api *httpapi.API, fn Function) (http.Handler, error) {
+	if api == nil {
+		for _, f := range Functions {
+			if f.Name == fn && f.Path != "" {
+				return nil, nil
+			}
+		}
+		return nil, fmt.Errorf("%s is not an HTTP function", fn)
 	}
 	switch fn {
 	case Login:
@@ -114,6 +140,15 @@ type Job func(ctx context.Context) (app.JobReport, error)
 
 // JobFor builds a scheduled function from the environment, like Handler.
 func JobFor(fn Function, getenv func(string) string, logger *slog.Logger) (Job, error) {
+	if r, err := storeBacked(fn, getenv, logger); r != nil || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		if fn != CloseExpired && fn != Reconcile {
+			return nil, fmt.Errorf("%s is not a scheduled function", fn)
+		}
+		return r.RunJob, nil
+	}
 	_, st, err := fromEnv(fn, getenv, logger)
 	if err != nil {
 		return nil, err
@@ -125,6 +160,19 @@ func JobFor(fn Function, getenv func(string) string, logger *slog.Logger) (Job, 
 		return st.App.Reconcile, nil
 	}
 	return nil, fmt.Errorf("%s is not a scheduled function", fn)
+}
+
+// storeBacked returns fn built from a secret store when PAYFN_SECRET_SOURCE
+// names one, and nil when the secrets are in the environment.
+func storeBacked(fn Function, getenv func(string) string, logger *slog.Logger) (*Rotating, error) {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("load configuration: %w", err)
+	}
+	if cfg.SecretSource == config.SourceEnv {
+		return nil, nil
+	}
+	return fromStore(fn, getenv, cfg, logger)
 }
 
 func fromEnv(fn Function, getenv func(string) string, logger *slog.Logger) (*httpapi.API, *Stack, error) {
@@ -194,7 +242,7 @@ func build(cfg config.Config, parts []config.Part, opts Options) (*httpapi.API, 
 		logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
 	st := &Stack{}
-	ac := app.Config{OrderTTL: cfg.OrderTTL, Now: opts.Now, Logger: logger, AdminKey: cfg.AdminKey}
+	ac := app.Config{OrderTTL: cfg.OrderTTL, Now: opts.Now, Logger: logger, AdminKey: cfg.AdminKey, AdminKeyPrevious: cfg.AdminKeyPrevious}
 	for _, p := range parts {
 		switch p {
 		case config.PartStore:
@@ -212,7 +260,7 @@ func build(cfg config.Config, parts []config.Part, opts Options) (*httpapi.API, 
 			}
 			ac.Codes = ex
 		case config.PartSessions:
-			tok, err := identity.NewTokens([]byte(cfg.SessionSecret), cfg.SessionTTL, opts.Now)
+			tok, err := identity.NewTokens([]byte(cfg.SessionSecret), cfg.SessionTTL, opts.Now, []byte(cfg.SessionSecretPrevious))
 			if err != nil {
 				return nil, nil, fmt.Errorf("sessions: %w", err)
 			}
@@ -236,7 +284,7 @@ func channel(cfg config.Config, logger *slog.Logger) (*wxpay.Channel, error) {
 	}
 	wc := wxpay.Config{
 		MchID: cfg.MchID, AppID: cfg.AppID, MchCertSerial: cfg.MchCertSerial, MchPrivateKey: key,
-		APIv3Key: cfg.APIv3Key, NotifyURL: cfg.NotifyURL, RefundNotifyURL: cfg.RefundNotifyURL,
+		APIv3Key: cfg.APIv3Key, APIv3KeyPrevious: cfg.APIv3KeyPrevious, NotifyURL: cfg.NotifyURL, RefundNotifyURL: cfg.RefundNotifyURL,
 		BaseURL: cfg.PayBaseURL, Timeout: cfg.PayTimeout, Logger: logger,
 	}
 	if cfg.PublicKeyID != "" {
@@ -245,6 +293,13 @@ func channel(cfg config.Config, logger *slog.Logger) (*wxpay.Channel, error) {
 			return nil, fmt.Errorf("wechat pay public key: %w", err)
 		}
 		wc.PublicKeyID, wc.PublicKey = cfg.PublicKeyID, pub
+		if cfg.PublicKeyIDPrevious != "" {
+			prev, err := wxpay.LoadPublicKey(cfg.PublicKeyPEMPrevious)
+			if err != nil {
+				return nil, fmt.Errorf("previous wechat pay public key: %w", err)
+			}
+			wc.PublicKeyIDPrevious, wc.PublicKeyPrevious = cfg.PublicKeyIDPrevious, prev
+		}
 		wc.PlatformCerts = cfg.AcceptPlatformCerts
 	}
 	return wxpay.New(wc)

@@ -47,13 +47,13 @@ func (c *Channel) isPublicKeyID(serial string) bool {
 // public key, and any other serial with the platform certificates when
 // they are accepted (certs non-nil).
 type keysVerifier struct {
-	current string
-	keys    map[string]auth.Verifier
-	certs   auth.Verifier
+	advertised string
+	keys       map[string]auth.Verifier
+	certs      auth.Verifier
 }
 
 func newKeysVerifier(cfg Config, certs core.CertificateGetter) *keysVerifier {
-	v := &keysVerifier{current: cfg.PublicKeyID, keys: map[string]auth.Verifier{
+	v := &keysVerifier{advertised: cfg.PublicKeyIDPrevious, keys: map[string]auth.Verifier{
 		cfg.PublicKeyID:         verifiers.NewSHA256WithRSAPubkeyVerifier(cfg.PublicKeyID, *cfg.PublicKey),
 		cfg.PublicKeyIDPrevious: verifiers.NewSHA256WithRSAPubkeyVerifier(cfg.PublicKeyIDPrevious, *cfg.PublicKeyPrevious),
 	}}
@@ -75,6 +75,8 @@ func (v *keysVerifier) Verify(ctx context.Context, serial, message, signature st
 	return errUnknownSerial
 }
 
-// GetSerial names the current public key: what the SDK sends as
-// Wechatpay-Serial when it encrypts a field for WeChat Pay.
-func (v *keysVerifier) GetSerial(context.Context) (string, error) { return v.current, nil }
+// GetSerial is the key the SDK asks WeChat Pay to sign its replies with
+// (the request's Wechatpay-Serial): during a switch the previous one, which
+// WeChat Pay certainly still holds; replies signed with either verify. Once
+// the previous key is removed from the settings, requests name the new one.
+func (v *keysVerifier) GetSerial(context.Context) (string, error) { return v.advertised, nil }
