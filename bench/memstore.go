@@ -157,14 +157,6 @@ func (s *memStore) ApplyClaim(_ context.Context, c order.Claim) error {
 	return nil
 }
 
-func (s *memStore) ExpiredOrders(context.Context, time.Time, int) ([]order.Order, error) {
-	return nil, errNotBenchmarked
-}
-
-func (s *memStore) UnpaidOrders(context.Context, time.Time, int) ([]order.Order, error) {
-	return nil, errNotBenchmarked
-}
-
 func (s *memStore) InsertRefund(context.Context, order.Refund) error { return errNotBenchmarked }
 
 func (s *memStore) Refund(context.Context, string) (order.Refund, error) {
@@ -173,10 +165,6 @@ func (s *memStore) Refund(context.Context, string) (order.Refund, error) {
 
 func (s *memStore) Refunds(context.Context, string) ([]order.Refund, error) {
 	return nil, nil // no order in a benchmark has refunds
-}
-
-func (s *memStore) PendingRefunds(context.Context, int) ([]order.Refund, error) {
-	return nil, errNotBenchmarked
 }
 
 func (s *memStore) ClaimRefund(context.Context, order.RefundDecision) (order.RefundDecision, bool, error) {
@@ -231,3 +219,5 @@ func (s *memStore) TakeSlot(context.Context, string, time.Duration, time.Time) (
 }
 
 func (s *memStore) ReleaseSlot(context.Context, string, time.Duration, time.Time) error { return nil }
+
+func (s *memStore) PurgeSlots(context.Context, time.Time) (int64, error) { return 0, nil }

@@ -52,6 +52,8 @@ type Config struct {
 	// order; in between it answers from the store. Default
 	// DefaultQueryInterval; negative asks every time.
 	QueryInterval time.Duration
+	// Jobs tunes closeExpired and reconcile; the zero value is the defaults.
+	Jobs JobOptions
 
 	OrderTTL   time.Duration    // default DefaultOrderTTL
 	Now        func() time.Time // default time.Now
@@ -72,6 +74,7 @@ type App struct {
 	ttl      time.Duration
 	maxOpen  int
 	queryGap time.Duration
+	jobs     JobOptions
 	now      func() time.Time
 	newID    func() string
 	log      *slog.Logger
@@ -86,7 +89,7 @@ func New(cfg Config) *App {
 	a := &App{
 		store: cfg.Store, channel: cfg.Channel, sessions: cfg.Sessions, codes: cfg.Codes,
 		ttl: cfg.OrderTTL, now: cfg.Now, newID: cfg.NewOrderID, log: cfg.Logger,
-		maxOpen: cfg.MaxOpenOrders, queryGap: cfg.QueryInterval,
+		maxOpen: cfg.MaxOpenOrders, queryGap: cfg.QueryInterval, jobs: cfg.Jobs,
 	}
 	if a.maxOpen == 0 {
 		a.maxOpen = DefaultMaxOpenOrders

@@ -119,9 +119,10 @@ func (o JobOptions) withDefaults() JobOptions {
 // Pay (a payment may have arrived without its notification: that order
 // becomes PAID, not CLOSED), then closes the order at WeChat Pay, then
 // locally, once, by the order's settle claim. An order that fails backs off
-// and is tried again by a later run. It runs with the default JobOptions.
+// and is tried again by a later run. It runs with Config.Jobs. It also
+// deletes queryOrder's rate-limit slots whose window has passed.
 func (a *App) CloseExpired(ctx context.Context) (JobReport, error) {
-	return a.CloseExpiredWith(ctx, JobOptions{})
+	return a.CloseExpiredWith(ctx, a.jobs)
 }
 
 // CloseExpiredWith is CloseExpired with the given options.
@@ -140,7 +141,17 @@ func (a *App) CloseExpiredWith(ctx context.Context, opts JobOptions) (JobReport,
 		}
 		return items, err
 	}}
-	return a.runJob(ctx, "closeExpired", opts, expired)
+	rep, err := a.runJob(ctx, "closeExpired", opts, expired)
+	if err == nil && ctx.Err() == nil {
+		// Slots are housekeeping: a failure here is logged, never reported
+		// as the job's.
+		if n, perr := a.store.PurgeSlots(ctx, a.now()); perr != nil {
+			a.log.WarnContext(ctx, "could not purge old rate-limit slots; the next run tries again", "err", perr)
+		} else if n > 0 {
+			a.log.InfoContext(ctx, "purged old rate-limit slots", "deleted", n)
+		}
+	}
+	return rep, err
 }
 
 func (a *App) closeExpired(ctx context.Context, o order.Order) (order.Order, error) {
@@ -173,10 +184,10 @@ func (a *App) closeExpired(ctx context.Context, o order.Order) (order.Order, err
 // an order closed at WeChat Pay), refunds still REFUNDING (a lost refund
 // notification, or a refund that never reached WeChat Pay), and ledger rows
 // whose decision never landed. The three sweeps run side by side, so none
-// waits for another. Each fix is reported and logged. It runs with the
-// default JobOptions.
+// waits for another. Each fix is reported and logged. It runs with
+// Config.Jobs.
 func (a *App) Reconcile(ctx context.Context) (JobReport, error) {
-	return a.ReconcileWith(ctx, JobOptions{})
+	return a.ReconcileWith(ctx, a.jobs)
 }
 
 // ReconcileWith is Reconcile with the given options.

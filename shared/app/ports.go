@@ -41,11 +41,6 @@ type Store interface {
 	// transaction id, paid time. Applying the same claim again is harmless.
 	ApplyClaim(ctx context.Context, c order.Claim) error
 
-	// ExpiredOrders lists up to limit NOTPAY orders that expired before t.
-	ExpiredOrders(ctx context.Context, before time.Time, limit int) ([]order.Order, error)
-	// UnpaidOrders lists up to limit NOTPAY orders created before t.
-	UnpaidOrders(ctx context.Context, createdBefore time.Time, limit int) ([]order.Order, error)
-
 	// InsertRefund writes a new refund. It returns order.ErrDuplicate when
 	// the refund number, or the order's refund slot, is already taken.
 	InsertRefund(ctx context.Context, r order.Refund) error
@@ -53,8 +48,6 @@ type Store interface {
 	Refund(ctx context.Context, outRefundNo string) (order.Refund, error)
 	// Refunds lists an order's refunds in slot order.
 	Refunds(ctx context.Context, orderID string) ([]order.Refund, error)
-	// PendingRefunds lists up to limit refunds still REFUNDING.
-	PendingRefunds(ctx context.Context, limit int) ([]order.Refund, error)
 	// ClaimRefund decides a refund's outcome once, as Claim does.
 	ClaimRefund(ctx context.Context, d order.RefundDecision) (order.RefundDecision, bool, error)
 	// ApplyRefund writes a decided outcome onto the refund record.
@@ -79,6 +72,8 @@ type Store interface {
 	TakeSlot(ctx context.Context, key string, window time.Duration, now time.Time) (bool, error)
 	// ReleaseSlot gives back a slot taken in the window holding now.
 	ReleaseSlot(ctx context.Context, key string, window time.Duration, now time.Time) error
+	// PurgeSlots deletes slots whose window ended before t and says how many.
+	PurgeSlots(ctx context.Context, t time.Time) (int64, error)
 
 	// Scheduled-job bookkeeping (jobs.go), kept apart from orders and
 	// refunds: only claims write an order's or a refund's status. A cursor

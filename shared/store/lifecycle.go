@@ -5,35 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/payfn/payfn/shared/order"
 )
-
-// ExpiredOrders returns up to limit NOTPAY orders whose expiry is before t,
-// the longest expired first.
-func (s *Store) ExpiredOrders(ctx context.Context, before time.Time, limit int) ([]order.Order, error) {
-	filter := bson.D{{Key: "status", Value: order.StatusNotPay}, {Key: "expires_at", Value: bson.D{{Key: "$lt", Value: bsonTime(before)}}}}
-	os, err := s.findOrders(ctx, filter, bson.D{{Key: "expires_at", Value: 1}, {Key: "_id", Value: 1}}, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list expired orders: %w", err)
-	}
-	return os, nil
-}
-
-// UnpaidOrders returns up to limit NOTPAY orders created before t, oldest
-// first: the ones reconciliation asks WeChat Pay about.
-func (s *Store) UnpaidOrders(ctx context.Context, createdBefore time.Time, limit int) ([]order.Order, error) {
-	filter := bson.D{{Key: "status", Value: order.StatusNotPay}, {Key: "created_at", Value: bson.D{{Key: "$lt", Value: bsonTime(createdBefore)}}}}
-	os, err := s.findOrders(ctx, filter, bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list unpaid orders: %w", err)
-	}
-	return os, nil
-}
 
 func (s *Store) findOrders(ctx context.Context, filter, sort bson.D, limit int) ([]order.Order, error) {
 	if limit < 1 {
@@ -102,30 +79,6 @@ func (s *Store) Refunds(ctx context.Context, orderID string) ([]order.Refund, er
 	var docs []refundDoc
 	if err := s.findAll(ctx, colRefunds, bson.D{{Key: "order_id", Value: orderID}}, bson.D{{Key: "slot", Value: 1}}, &docs); err != nil {
 		return nil, fmt.Errorf("list refunds of order %s: %w", orderID, err)
-	}
-	rs := make([]order.Refund, len(docs))
-	for i, d := range docs {
-		rs[i] = d.Refund
-	}
-	return rs, nil
-}
-
-// PendingRefunds returns up to limit refunds still REFUNDING, oldest first.
-func (s *Store) PendingRefunds(ctx context.Context, limit int) ([]order.Refund, error) {
-	c, err := s.collection(ctx, colRefunds)
-	if err != nil {
-		return nil, fmt.Errorf("list pending refunds: %w", err)
-	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	cur, err := c.Find(ctx, bson.D{{Key: "status", Value: order.RefundPending}},
-		options.Find().SetSort(bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("list pending refunds: %w", err)
-	}
-	var docs []refundDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("list pending refunds: %w", err)
 	}
 	rs := make([]order.Refund, len(docs))
 	for i, d := range docs {
