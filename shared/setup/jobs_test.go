@@ -145,6 +145,7 @@ func sweepOf(t *testing.T, rep app.JobReport, name string) app.SweepReport {
 // (Parallelism 1, the worst case), reconcile still stops with its margin
 // before the deadline, and the refunds, swept side by side, are reached.
 func TestReconcileKeepsItsDeadlineAndReachesRefundsBehindSlowOrders(t *testing.T) {
+	t.Parallel() // mostly waiting on the simulator's latency: overlap it with the rest
 	h := newHarness(t)
 	refunds := h.refundedAtWeChatOnly(3, paysim.RefundSuccess)
 	h.unpaidOrders(150, 10*time.Minute)
@@ -281,6 +282,7 @@ func TestAThousandUnpaidOrdersAreAllExaminedWithinAFewRuns(t *testing.T) {
 // its deadline: it stops at its margin, reports how far it got, backs off
 // nothing it did not finish, and the next run takes the cut items.
 func TestJobsStopBeforeTheDeadlineWhenWeChatPayHangs(t *testing.T) {
+	t.Parallel() // mostly waiting on the simulator's latency: overlap it with the rest
 	h := newHarness(t)
 	ids := h.unpaidOrders(20, 40*time.Minute) // expired, and old enough to reconcile
 	a, ch := h.jobApp(nil)
