@@ -11,6 +11,9 @@
 // -rotate is given. New passwords are printed once, as the MONGODB_URI
 // user:password to put in each function's secret.
 //
+// -indexes also creates payfn's indexes (the admin user then needs
+// createIndex too), so that no function's first call has to.
+//
 // -print writes the commands as extended JSON instead of running them, for
 // review or for pasting into mongosh (db.getSiblingDB(<db>).runCommand(…)).
 //
@@ -36,6 +39,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/payfn/payfn/shared/store"
 )
 
 //go:embed roles.json
@@ -53,11 +58,37 @@ func main() {
 	users := flag.Bool("users", false, "also create one user per function holding its role")
 	rotate := flag.Bool("rotate", false, "with -users: give existing users a new password too")
 	printOnly := flag.Bool("print", false, "print the commands as extended JSON; connect to nothing")
+	indexes := flag.Bool("indexes", false, "also create payfn's indexes now (the admin user needs createIndex), so no function's first call creates them")
 	flag.Parse()
-	if err := run(os.Stdout, os.Getenv("MONGODB_ADMIN_URI"), *db, *prefix, *users, *rotate, *printOnly); err != nil {
+	uri := os.Getenv("MONGODB_ADMIN_URI")
+	if err := run(os.Stdout, uri, *db, *prefix, *users, *rotate, *printOnly); err != nil {
 		fmt.Fprintln(os.Stderr, "mongodb:", err)
 		os.Exit(1)
 	}
+	if *indexes && !*printOnly {
+		if err := ensureIndexes(os.Stdout, uri, *db); err != nil {
+			fmt.Fprintln(os.Stderr, "mongodb:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// ensureIndexes creates the indexes the store relies on, the way the store
+// itself does, so a deploy step can take index creation off every
+// function's first calls.
+func ensureIndexes(out io.Writer, uri, db string) error {
+	s, err := store.New(store.Options{URI: uri, Database: db})
+	if err != nil {
+		return fmt.Errorf("indexes: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	defer s.Close(context.Background())
+	if err := s.EnsureIndexes(ctx); err != nil {
+		return fmt.Errorf("indexes: %w", err)
+	}
+	fmt.Fprintf(out, "indexes ensured on %s\n", db)
+	return nil
 }
 
 func run(out io.Writer, uri, db, prefix string, users, rotate, printOnly bool) error {

@@ -2,10 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/payfn/payfn/shared/store/storetest"
 )
 
 // The embedded FerretDB v1 store has no createRole (it implements only the
@@ -77,5 +83,35 @@ func TestPasswordsAreLongAndDistinct(t *testing.T) {
 	b, _ := password()
 	if len(a) < 40 || a == b || strings.ContainsAny(a, "@:/?#%") {
 		t.Fatalf("passwords %q %q: want ≥ 40 URL-safe characters, different each time", a, b)
+	}
+}
+
+func TestIndexesStepCreatesTheStoresIndexes(t *testing.T) {
+	uri, db := storetest.URI(t)
+	var out bytes.Buffer
+	if err := ensureIndexes(&out, uri, db); err != nil {
+		t.Fatal(err)
+	}
+	c, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(context.Background())
+	cur, err := c.Database(db).Collection("orders").Indexes().List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var specs []struct {
+		Name string `bson:"name"`
+	}
+	if err := cur.All(context.Background(), &specs); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range specs {
+		names = append(names, s.Name)
+	}
+	if !slices.Contains(names, "request_key_unique") || !strings.Contains(out.String(), "indexes ensured") {
+		t.Fatalf("orders indexes %v, output %q", names, out.String())
 	}
 }
