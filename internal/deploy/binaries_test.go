@@ -32,6 +32,7 @@ import (
 
 	"github.com/payfn/payfn/shared/order"
 	"github.com/payfn/payfn/shared/paysim"
+	"github.com/payfn/payfn/shared/secrets/secretstest"
 	"github.com/payfn/payfn/shared/store"
 	"github.com/payfn/payfn/shared/store/storetest"
 )
@@ -213,6 +214,14 @@ type stack struct {
 	// URLs, as the gateway received them; the test hands each to the
 	// function it is for.
 	delivered chan request
+
+	// The secret stores the functions fetch from (secrets_test.go), every
+	// secret value handed out, and every process started, whose output
+	// must show none of them.
+	aws     *secretstest.AWS
+	ssm     *secretstest.Tencent
+	secrets []string
+	procs   []*process
 }
 
 const (
@@ -253,6 +262,7 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	s.sim, s.store, s.uri, s.db = sim, st, uri, db
+	s.aws, s.ssm = secretstest.NewAWS(t, "ap-east-1"), secretstest.NewTencent(t, "ap-guangzhou")
 	return s
 }
 
@@ -297,10 +307,8 @@ func (s *stack) delivery(t *testing.T, path string) request {
 	return request{}
 }
 
-// env gives values for exactly the variables the deployment artifact gives
-// the function (names), pointed at this stack, plus the two base URLs that
-// only a test or the local stack sets.
-func (s *stack) env(t *testing.T, names []string) []string {
+// values are the settings' test values, pointed at this stack.
+func (s *stack) values(t *testing.T) map[string]string {
 	t.Helper()
 	_, pemText := merchant(t)
 	k := s.sim.Keys()
@@ -314,9 +322,22 @@ func (s *stack) env(t *testing.T, names []string) []string {
 		"WECHATPAY_REFUND_NOTIFY_URL": "https://pay.example.com/notify/wechatpay/refund",
 		"WECHATPAY_PUBLIC_KEY_ID":     k.PublicKeyID, "WECHATPAY_PUBLIC_KEY": k.PublicKeyPEM,
 		"WECHATPAY_ACCEPT_PLATFORM_CERTS": "false", // the simulator signs with its public key only
+		"PAYFN_SECRET_REFRESH":            "5m",
 	}
+	return val
+}
+
+// env gives values for exactly the variables the deployment artifact gives
+// the function (names), pointed at this stack, plus the two base URLs that
+// only a test or the local stack sets.
+func (s *stack) env(t *testing.T, names []string) []string {
+	t.Helper()
+	val := s.values(t)
 	out := []string{"WECHAT_API_BASE_URL=" + s.sim.URL(), "WECHATPAY_BASE_URL=" + s.sim.URL()}
 	for _, n := range names {
+		if n == "PAYFN_SECRET_SOURCE" || n == "PAYFN_SECRET_ID" {
+			continue // the platform's starter points them at its stand-in (secretEnv)
+		}
 		v, ok := val[n]
 		if !ok {
 			t.Fatalf("no test value for %s", n)
@@ -530,12 +551,15 @@ type lambdaFn struct {
 func startLambda(t *testing.T, s *stack, bin, name string, names []string) *lambdaFn {
 	t.Helper()
 	a := newRuntimeAPI(t)
-	env := append(s.env(t, names),
+	env := append(s.env(t, names), s.secretEnv(t, "aws", name, names)...)
+	env = append(env,
 		"AWS_LAMBDA_RUNTIME_API="+a.srv.Listener.Addr().String(),
 		"AWS_LAMBDA_FUNCTION_NAME=payfn-"+name, "AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256", "AWS_REGION=ap-east-1", "_HANDLER=bootstrap",
 		"LAMBDA_TASK_ROOT="+filepath.Dir(bin), "TZ=:UTC")
-	return &lambdaFn{api: a, proc: start(t, bin, env), name: name}
+	f := &lambdaFn{api: a, proc: start(t, bin, env), name: name}
+	s.procs = append(s.procs, f.proc)
+	return f
 }
 
 // invoke sends one API Gateway HTTP API (payload 2.0) event and returns the
@@ -630,13 +654,15 @@ func startSCF(t *testing.T, s *stack, bin, name string, names []string) *scfFn {
 	t.Helper()
 	for attempt := 0; attempt < 3; attempt++ {
 		port := freePort(t)
-		env := append(s.env(t, names), "_LAMBDA_SERVER_PORT="+port, "TENCENTCLOUD_RUNENV=SCF",
+		env := append(s.env(t, names), s.secretEnv(t, "scf", name, names)...)
+		env = append(env, "_LAMBDA_SERVER_PORT="+port, "TENCENTCLOUD_RUNENV=SCF",
 			"SCF_FUNCTIONNAME=payfn-prod-"+name, "SCF_FUNCTIONVERSION=$LATEST", "TENCENTCLOUD_REGION=ap-guangzhou")
 		p := start(t, bin, env)
 		deadline := time.Now().Add(15 * time.Second)
 		for time.Now().Before(deadline) {
 			if c, err := rpc.Dial("tcp", "localhost:"+port); err == nil {
 				t.Cleanup(func() { c.Close() })
+				s.procs = append(s.procs, p)
 				return &scfFn{client: c, proc: p, name: name}
 			}
 			select {

@@ -155,6 +155,12 @@ func plausible(t *testing.T, name string) string {
 		return ""
 	case "WECHATPAY_ACCEPT_PLATFORM_CERTS":
 		return "false"
+	case "PAYFN_SECRET_SOURCE":
+		return "aws-secretsmanager"
+	case "PAYFN_SECRET_ID":
+		return "payfn/function"
+	case "PAYFN_SECRET_REFRESH":
+		return "5m"
 	}
 	t.Fatalf("plausible: no test value for %s; add one", name)
 	return ""

@@ -175,7 +175,24 @@ func TestEverySCFFunctionMatchesItsFolderTriggerAndVariables(t *testing.T) {
 		}
 		vars := sf.Environment.Variables
 		checkEnvironment(t, "serverless.yml", fn, slices.Sorted(maps.Keys(vars)))
+		// The secret's name and source are fixed, not settings; the secret
+		// itself is read at run time with the function's own role.
+		if v := vars["PAYFN_SECRET_SOURCE"]; v != "tencent-ssm" {
+			t.Errorf("%s: PAYFN_SECRET_SOURCE = %q, want tencent-ssm", fn.Folder, v)
+		}
+		if v := vars["PAYFN_SECRET_ID"]; v != "payfn-"+fn.Folder {
+			t.Errorf("%s: PAYFN_SECRET_ID = %q, want payfn-%s (an SSM secret of its own)", fn.Folder, v, fn.Folder)
+		}
+		if sf.Role != "payfn-"+fn.Folder {
+			t.Errorf("%s: role %q, want payfn-%s (an execution role that may read only its secret)", fn.Folder, sf.Role, fn.Folder)
+		}
 		for name, v := range vars {
+			if secret[name] || name == "WECHATPAY_MCH_CERT_SERIAL" {
+				t.Errorf("%s: %s is in the function's configuration; it belongs in its secret", fn.Folder, name)
+			}
+			if name == "PAYFN_SECRET_SOURCE" || name == "PAYFN_SECRET_ID" {
+				continue
+			}
 			m := envRef.FindStringSubmatch(v)
 			if m == nil || m[1] != name {
 				t.Errorf("%s: %s = %q, want ${env:%s} (settings come from the deploying environment)", fn.Folder, name, v, name)

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/xeipuuv/gojsonschema"
 
 	"github.com/payfn/payfn/shared/runtime/httpapi"
+	"github.com/payfn/payfn/shared/setup"
 )
 
 // samTemplate is template.yaml as CloudFormation would see it after SAM's
@@ -292,10 +294,16 @@ func TestSAMFunctionsRunTheBootstrapBinaryOnAL2023Arm64(t *testing.T) {
 	}
 }
 
-func TestSAMFunctionsGetExactlyTheVariablesTheyNeedAndSecretsOnlyByDynamicReference(t *testing.T) {
+// TestSAMFunctionsGetNoSecretOnlyTheARNOfTheirOwn proves no secret is in
+// any function's configuration: no variable shared/config marks secret, no
+// dynamic reference that CloudFormation would resolve into it; each function
+// names a Secrets Manager secret of its own, which it fetches at run time.
+func TestSAMFunctionsGetNoSecretOnlyTheARNOfTheirOwn(t *testing.T) {
 	tp := loadTemplate(t)
 	_, secret := configVars(t)
 	fns := samFunctions(t, tp)
+	secrets := tp.GetAllSecretsManagerSecretResources()
+	owner := map[string]string{}
 	for _, f := range functions(t) {
 		fn, ok := fns[f.Folder]
 		if !ok {
@@ -307,16 +315,30 @@ func TestSAMFunctionsGetExactlyTheVariablesTheyNeedAndSecretsOnlyByDynamicRefere
 		}
 		vars := fn.Environment.Variables
 		checkEnvironment(t, "template.yaml", f, slices.Sorted(maps.Keys(vars)))
-		for name, v := range vars {
-			if !secret[name] {
-				continue
+		for name := range vars {
+			if secret[name] || name == "WECHATPAY_MCH_CERT_SERIAL" {
+				t.Errorf("%s: %s is in the function's configuration; it belongs in its secret", f.Name, name)
 			}
-			// Only a Secrets Manager reference keeps the value out of the
-			// template, the parameters and the change sets.
-			sub := subText(v)
-			if !strings.HasPrefix(sub, "{{resolve:secretsmanager:") || !strings.HasSuffix(sub, ":SecretString:"+name+"}}") {
-				t.Errorf("%s: secret %s must be !Sub \"{{resolve:secretsmanager:${SecretName}:SecretString:%s}}\", got %q", f.Name, name, name, v)
-			}
+		}
+		if vars["PAYFN_SECRET_SOURCE"] != "aws-secretsmanager" {
+			t.Errorf("%s: PAYFN_SECRET_SOURCE = %q, want aws-secretsmanager", f.Name, vars["PAYFN_SECRET_SOURCE"])
+		}
+		ref := refTo(vars["PAYFN_SECRET_ID"])
+		sec, ok := secrets[ref]
+		if !ok {
+			t.Errorf("%s: PAYFN_SECRET_ID must be !Ref of an AWS::SecretsManager::Secret in the template, got %q", f.Name, vars["PAYFN_SECRET_ID"])
+			continue
+		}
+		if prev, taken := owner[ref]; taken {
+			t.Errorf("%s and %s share the secret %s; each function gets its own", prev, f.Name, ref)
+		}
+		owner[ref] = string(f.Name)
+		if sec.SecretString != nil || sec.GenerateSecretString != nil {
+			t.Errorf("%s: the secret's value is set in the template", ref)
+		}
+		// The description tells the operator what to put in it.
+		if d := deref(sec.Description); !strings.Contains(d, strings.Join(setup.SecretKeys(f.Name), ", ")) {
+			t.Errorf("%s: the description must list the keys %v, got %q", ref, setup.SecretKeys(f.Name), d)
 		}
 	}
 	for name, p := range tp.Parameters {
@@ -326,15 +348,44 @@ func TestSAMFunctionsGetExactlyTheVariablesTheyNeedAndSecretsOnlyByDynamicRefere
 	}
 }
 
+// TestDeploymentFilesCarryNoSecretAndNoDynamicSecretReference scans both
+// deployment files as text: a dynamic reference would put the value into
+// the function's configuration at deploy time, and no secret setting may
+// be given a value at all.
+func TestDeploymentFilesCarryNoSecretAndNoDynamicSecretReference(t *testing.T) {
+	_, secret := configVars(t)
+	for _, file := range []string{"template.yaml", "serverless.yml"} {
+		b, err := os.ReadFile(filepath.Join(root, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(b)
+		for _, bad := range []string{"{{resolve:", "resolve:ssm", "secretsmanager:SecretString"} {
+			if strings.Contains(text, bad) {
+				t.Errorf("%s contains %q: that resolves a secret into the configuration", file, bad)
+			}
+		}
+		if secretLooking(text) {
+			t.Errorf("%s contains something that looks like key material", file)
+		}
+		for name := range secret {
+			if regexp.MustCompile(`(?m)^\s+` + name + `:`).MatchString(text) {
+				t.Errorf("%s gives the secret setting %s a value", file, name)
+			}
+		}
+	}
+}
+
 func secretLooking(s string) bool {
 	return strings.Contains(s, "PRIVATE KEY") || strings.Contains(s, "mongodb://") || strings.Contains(s, "mongodb+srv://")
 }
 
-// TestEachFunctionRoleMayOnlyWriteItsOwnLogGroup proves least privilege: the
-// functions call no AWS API (secrets arrive resolved in the environment), so
-// each role allows logs:CreateLogStream and logs:PutLogEvents on its own log
-// group and nothing else, and no managed policy is attached.
-func TestEachFunctionRoleMayOnlyWriteItsOwnLogGroup(t *testing.T) {
+// TestEachFunctionRoleMayOnlyWriteItsOwnLogGroupAndReadItsOwnSecret proves
+// least privilege: each role allows logs:CreateLogStream and
+// logs:PutLogEvents on its own log group, secretsmanager:GetSecretValue on
+// its function's own secret, and nothing else; no managed policy is
+// attached.
+func TestEachFunctionRoleMayOnlyWriteItsOwnLogGroupAndReadItsOwnSecret(t *testing.T) {
 	tp := loadTemplate(t)
 	roles := tp.GetAllIAMRoleResources()
 	for folder, fn := range samFunctions(t, tp) {
@@ -369,23 +420,31 @@ func TestEachFunctionRoleMayOnlyWriteItsOwnLogGroup(t *testing.T) {
 			continue
 		}
 		wantRes := "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/" + fnName + ":*"
-		var statements int
+		var ownSecret string
+		if fn.Environment != nil {
+			ownSecret = refTo(fn.Environment.Variables["PAYFN_SECRET_ID"])
+		}
+		var logs, reads int
 		for _, p := range role.Policies {
 			doc, _ := p.PolicyDocument.(map[string]any)
 			sts, _ := doc["Statement"].([]any)
 			for _, s := range sts {
-				statements++
 				st, _ := s.(map[string]any)
 				actions := strings.Fields(strings.Trim(fmt.Sprint(st["Action"]), "[]"))
 				slices.Sort(actions)
 				res, _ := st["Resource"].(string)
-				if st["Effect"] != "Allow" || !slices.Equal(actions, []string{"logs:CreateLogStream", "logs:PutLogEvents"}) || subText(res) != wantRes {
-					t.Errorf("%s: role statement %v; want Allow logs:CreateLogStream, logs:PutLogEvents on %s only", folder, st, wantRes)
+				switch {
+				case st["Effect"] == "Allow" && slices.Equal(actions, []string{"logs:CreateLogStream", "logs:PutLogEvents"}) && subText(res) == wantRes:
+					logs++
+				case st["Effect"] == "Allow" && slices.Equal(actions, []string{"secretsmanager:GetSecretValue"}) && ownSecret != "" && refTo(res) == ownSecret:
+					reads++
+				default:
+					t.Errorf("%s: role statement %v; want only Allow logs:CreateLogStream, logs:PutLogEvents on %s and secretsmanager:GetSecretValue on !Ref %s", folder, st, wantRes, ownSecret)
 				}
 			}
 		}
-		if statements != 1 {
-			t.Errorf("%s: role has %d statements, want 1", folder, statements)
+		if logs != 1 || reads != 1 {
+			t.Errorf("%s: role has %d log statements and %d secret statements, want 1 and 1", folder, logs, reads)
 		}
 		// The log group must exist before the first invocation: the role may
 		// not create it.

@@ -275,3 +275,24 @@ func (r *Rotating) build(sec secrets.Secret) (*generation, error) {
 	}
 	return g, nil
 }
+
+// secretKeys are the settings each part keeps in the function's secret.
+// The merchant certificate serial is not secret, but it names the key
+// beside it, so the two change together in one secret version.
+var secretKeys = map[config.Part][]string{
+	config.PartStore:    {"MONGODB_URI"},
+	config.PartLogin:    {"WECHAT_APPSECRET"},
+	config.PartSessions: {"PAYFN_SESSION_SECRET"},
+	config.PartPay:      {"WECHATPAY_MCH_CERT_SERIAL", "WECHATPAY_MCH_PRIVATE_KEY", "WECHATPAY_APIV3_KEY"},
+	config.PartAdmin:    {"PAYFN_ADMIN_KEY"},
+}
+
+// SecretKeys lists the keys fn's secret holds (outside a rotation, which
+// adds the *_PREVIOUS ones): only the secrets fn uses.
+func SecretKeys(fn Function) []string {
+	var out []string
+	for _, p := range needs[fn] {
+		out = append(out, secretKeys[p]...)
+	}
+	return out
+}
