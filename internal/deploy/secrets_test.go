@@ -4,10 +4,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/payfn/payfn/bench"
+	"github.com/payfn/payfn/shared/secrets/secretstest"
 	"github.com/payfn/payfn/shared/setup"
 )
 
@@ -110,6 +115,51 @@ func TestLeaksFindsASecretWholeEscapedOrByALine(t *testing.T) {
 	} {
 		if got := leaks(secrets, text); got != want {
 			t.Errorf("leaks in %.40q... = %d, want %d", text, got, want)
+		}
+	}
+}
+
+// TestStoreBackedColdStartIsNetworkFree starts every function's bootstrap
+// as template.yaml configures it (secrets in a store, none in the
+// environment) and measures exec to its first GET /next: the secret store
+// and every dependency must see no connection, and the median must stay
+// within 10 ms (asserted at 50 ms: the test host is shared; the figure is
+// logged).
+func TestStoreBackedColdStartIsNetworkFree(t *testing.T) {
+	dist := built(t)
+	f, err := bench.Shared()
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := bench.NewRuntimeAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer api.Close()
+	store := secretstest.NewAWS(t, "ap-east-1")
+	_, secret := configVars(t)
+	var env []string
+	for _, kv := range api.GoEnv(f) {
+		name, _, _ := strings.Cut(kv, "=")
+		if !secret[name] && name != "WECHATPAY_MCH_CERT_SERIAL" {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "PAYFN_SECRET_SOURCE=aws-secretsmanager", "PAYFN_SECRET_ID=payfn/bench", "PAYFN_SECRET_ENDPOINT="+store.URL(),
+		"AWS_ACCESS_KEY_ID=ASIABENCH", "AWS_SECRET_ACCESS_KEY=bench-secret-key", "AWS_SESSION_TOKEN=bench-token")
+	for _, fn := range functions(t) {
+		bin := unzipOnly(t, filepath.Join(dist, "aws", goruntime.GOARCH, fn.Folder+".zip"), "bootstrap", t.TempDir())
+		ds, conns, err := api.ReadyTimes([]string{bin}, env, 5)
+		if err != nil {
+			t.Fatalf("%s: %v", fn.Folder, err)
+		}
+		med := bench.MedianDuration(ds)
+		t.Logf("%s: ready in %s (median of 5)", fn.Folder, med.Round(100*time.Microsecond))
+		if conns != 0 || store.Fetches()+store.Refused() != 0 {
+			t.Errorf("%s: cold start opened %d dependency connections and %d secret-store requests", fn.Folder, conns, store.Fetches()+store.Refused())
+		}
+		if med > 50*time.Millisecond {
+			t.Errorf("%s: cold start median %s, want within 10 ms", fn.Folder, med)
 		}
 	}
 }
