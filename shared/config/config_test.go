@@ -131,3 +131,55 @@ func TestAcceptPlatformCertsIsABooleanForPublicKeyModeOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestSecretSourceSettings(t *testing.T) {
+	c, err := config.Load(env(nil))
+	if err != nil || c.SecretSource != config.SourceEnv || c.SecretRefresh != config.DefaultSecretRefresh {
+		t.Fatalf("defaults: source %q refresh %s, %v", c.SecretSource, c.SecretRefresh, err)
+	}
+	c, err = config.Load(env(map[string]string{"PAYFN_SECRET_SOURCE": "aws-secretsmanager", "PAYFN_SECRET_ID": "arn:aws:secretsmanager:ap-east-1:1:secret:payfn/pay-AbCdEf", "PAYFN_SECRET_REFRESH": "30s"}))
+	if err != nil || c.SecretSource != config.SourceAWS || c.SecretRefresh != 30*time.Second {
+		t.Fatalf("aws: %+v, %v", c, err)
+	}
+	for name, e := range map[string]map[string]string{
+		"unknown source": {"PAYFN_SECRET_SOURCE": "vault", "PAYFN_SECRET_ID": "x"},
+		"no id":          {"PAYFN_SECRET_SOURCE": "tencent-ssm"},
+		"bad refresh":    {"PAYFN_SECRET_REFRESH": "soon"},
+		"bad endpoint":   {"PAYFN_SECRET_ENDPOINT": "ftp://x"},
+	} {
+		if _, err := config.Load(env(e)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestPreviousKeysAreCheckedLikeTheCurrentOnes(t *testing.T) {
+	for name, e := range map[string]map[string]string{
+		"short previous session secret":   {"PAYFN_SESSION_SECRET_PREVIOUS": "short"},
+		"short previous admin key":        {"PAYFN_ADMIN_KEY_PREVIOUS": "short"},
+		"previous APIv3 key not 32":       {"WECHATPAY_APIV3_KEY_PREVIOUS": "short"},
+		"previous public key id alone":    {"WECHATPAY_PUBLIC_KEY_ID": "PUB_KEY_ID_1", "WECHATPAY_PUBLIC_KEY": "pem", "WECHATPAY_PUBLIC_KEY_ID_PREVIOUS": "PUB_KEY_ID_0"},
+		"previous public key, no current": {"WECHATPAY_PUBLIC_KEY_ID_PREVIOUS": "PUB_KEY_ID_0", "WECHATPAY_PUBLIC_KEY_PREVIOUS": "pem"},
+	} {
+		_, err := config.Load(env(e))
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if strings.Contains(err.Error(), "short") {
+			t.Errorf("%s: the error quotes the value: %v", name, err)
+		}
+	}
+	c, err := config.Load(env(map[string]string{
+		"PAYFN_SESSION_SECRET": strings.Repeat("n", 32), "PAYFN_SESSION_SECRET_PREVIOUS": strings.Repeat("o", 32),
+		"PAYFN_ADMIN_KEY_PREVIOUS": strings.Repeat("p", 32), "WECHATPAY_APIV3_KEY_PREVIOUS": strings.Repeat("q", 32),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", "cfg", c)
+	for _, v := range []string{"ooooo", "ppppp", "qqqqq"} {
+		if strings.Contains(buf.String(), v) {
+			t.Errorf("LogValue shows a previous secret: %s", buf.String())
+		}
+	}
+}
