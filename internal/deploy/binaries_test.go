@@ -550,6 +550,13 @@ type lambdaFn struct {
 // process polls its own Runtime API.
 func startLambda(t *testing.T, s *stack, bin, name string, names []string) *lambdaFn {
 	t.Helper()
+	return startLambdaWith(t, s, bin, name, names)
+}
+
+// startLambdaWith is startLambda with extra variables, which win over the
+// artifact's.
+func startLambdaWith(t *testing.T, s *stack, bin, name string, names []string, extra ...string) *lambdaFn {
+	t.Helper()
 	a := newRuntimeAPI(t)
 	env := append(s.env(t, names), s.secretEnv(t, "aws", name, names)...)
 	env = append(env,
@@ -557,6 +564,7 @@ func startLambda(t *testing.T, s *stack, bin, name string, names []string) *lamb
 		"AWS_LAMBDA_FUNCTION_NAME=payfn-"+name, "AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256", "AWS_REGION=ap-east-1", "_HANDLER=bootstrap",
 		"LAMBDA_TASK_ROOT="+filepath.Dir(bin), "TZ=:UTC")
+	env = append(env, extra...)
 	f := &lambdaFn{api: a, proc: start(t, bin, env), name: name}
 	s.procs = append(s.procs, f.proc)
 	return f
@@ -652,11 +660,20 @@ type scfFn struct {
 // it free and the child binding it.
 func startSCF(t *testing.T, s *stack, bin, name string, names []string) *scfFn {
 	t.Helper()
+	return startSCFWith(t, s, bin, name, names)
+}
+
+// startSCFWith is startSCF with extra variables, which win over the
+// artifact's.
+func startSCFWith(t *testing.T, s *stack, bin, name string, names []string, extra ...string) *scfFn {
+	t.Helper()
+	secretEnv := s.secretEnv(t, "scf", name, names)
 	for attempt := 0; attempt < 3; attempt++ {
 		port := freePort(t)
-		env := append(s.env(t, names), s.secretEnv(t, "scf", name, names)...)
+		env := append(s.env(t, names), secretEnv...)
 		env = append(env, "_LAMBDA_SERVER_PORT="+port, "TENCENTCLOUD_RUNENV=SCF",
 			"SCF_FUNCTIONNAME=payfn-prod-"+name, "SCF_FUNCTIONVERSION=$LATEST", "TENCENTCLOUD_REGION=ap-guangzhou")
+		env = append(env, extra...)
 		p := start(t, bin, env)
 		deadline := time.Now().Add(15 * time.Second)
 		for time.Now().Before(deadline) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/payfn/payfn/bench"
+	"github.com/payfn/payfn/shared/identity"
 	"github.com/payfn/payfn/shared/secrets/secretstest"
 	"github.com/payfn/payfn/shared/setup"
 )
@@ -163,3 +164,74 @@ func TestStoreBackedColdStartIsNetworkFree(t *testing.T) {
 		}
 	}
 }
+
+// TestWarmBinariesPickUpARotatedSecretAndRideOutAStoreOutage runs the real
+// login binary on both platforms, configured by its artifact with its
+// secret refreshed every 200 ms: a new secret version reaches the warm
+// process (its tokens are signed with the new session secret), and while
+// the store is down the warm process keeps serving with what it has.
+func TestWarmBinariesPickUpARotatedSecretAndRideOutAStoreOutage(t *testing.T) {
+	dist := built(t)
+	oldSecret, newSecret := strings.Repeat("s", 32), "rotated-session-secret-rotated-session"
+	for _, platform := range []string{"aws", "scf"} {
+		t.Run(platform, func(t *testing.T) {
+			s := newStack(t)
+			var fn runner
+			var down func(bool)
+			var put func(string)
+			if platform == "aws" {
+				bin := unzipOnly(t, filepath.Join(dist, "aws", goruntime.GOARCH, "login.zip"), "bootstrap", t.TempDir())
+				fn = startLambdaWith(t, s, bin, "login", templateVars(t, "login"), "PAYFN_SECRET_REFRESH=200ms")
+				down, put = s.aws.SetDown, func(v string) { s.aws.Put("payfn/login", v) }
+			} else {
+				bin := unzipOnly(t, filepath.Join(dist, "scf", goruntime.GOARCH, "login.zip"), "login", t.TempDir())
+				fn = startSCFWith(t, s, bin, "login", slsVars(t, "login"), "PAYFN_SECRET_REFRESH=200ms")
+				down, put = s.ssm.SetDown, func(v string) { s.ssm.Put("payfn-login", v) }
+			}
+			login := func() string {
+				t.Helper()
+				r := fn.invoke(t, jsonRequest("", map[string]string{"code": s.sim.NewLoginCode("o-warm")}).at("/login")).want(t, 200, "")
+				return r.field(t, "token")
+			}
+			signedWith := func(secret, token string) bool {
+				tok, err := identity.NewTokens([]byte(secret), time.Hour, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = tok.Verify(token)
+				return err == nil
+			}
+			if tok := login(); !signedWith(oldSecret, tok) {
+				t.Fatal("the cold invocation's token is not signed with the secret in the store")
+			}
+			rotated, _ := json.Marshal(map[string]string{
+				"WECHAT_APPSECRET": "app-secret", "PAYFN_SESSION_SECRET": newSecret, "PAYFN_SESSION_SECRET_PREVIOUS": oldSecret,
+			})
+			put(string(rotated))
+			s.secrets = append(s.secrets, newSecret)
+			time.Sleep(300 * time.Millisecond)
+			if tok := login(); !signedWith(newSecret, tok) || signedWith(oldSecret, tok) {
+				t.Fatal("the warm process still signs with the old session secret after a refresh interval")
+			}
+			down(true)
+			time.Sleep(300 * time.Millisecond)
+			if tok := login(); !signedWith(newSecret, tok) {
+				t.Fatal("during the store outage the warm process lost its secret")
+			}
+			down(false)
+			var out strings.Builder
+			for _, p := range s.procs {
+				out.WriteString(p.output.String())
+			}
+			for _, want := range []string{`"secret rotated"`, `"secret store unavailable; serving with the secret fetched before"`} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("the process did not log %s", want)
+				}
+			}
+			s.noSecretWritten(t, "")
+		})
+	}
+}
+
+// at sets the route a request is sent on.
+func (r request) at(path string) request { r.path = path; return r }
