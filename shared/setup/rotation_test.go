@@ -548,3 +548,19 @@ func TestStoreOutageKeepsTheCachedSecretAndAFirstFetchFailureIs503(t *testing.T)
 		t.Fatalf("after the outage: %d %v, want 404", st, m)
 	}
 }
+
+func TestStoreBackedFunctionStillFailsItsColdStartWithoutANonSecretSetting(t *testing.T) {
+	env := map[string]string{
+		"PAYFN_SECRET_SOURCE": "aws-secretsmanager", "PAYFN_SECRET_ID": "payfn/pay",
+		"WECHAT_APPID": testAppID, "WECHATPAY_MCHID": testMchID, "WECHATPAY_NOTIFY_URL": "https://pay.example.com/notify/wechatpay",
+	}
+	getenv := func(k string) string { return env[k] }
+	if _, err := setup.Handler(setup.Pay, getenv, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("with every non-secret setting: %v", err)
+	}
+	delete(env, "WECHATPAY_MCHID")
+	_, err := setup.Handler(setup.Pay, getenv, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "WECHATPAY_MCHID") || strings.Contains(err.Error(), "WECHATPAY_APIV3_KEY") {
+		t.Fatalf("without WECHATPAY_MCHID: %v; want it named, and no secret setting", err)
+	}
+}
