@@ -51,6 +51,7 @@ type Rotating struct {
 	log    *slog.Logger
 
 	first      sync.Mutex // one first fetch at a time
+	closed     atomic.Bool
 	cur        atomic.Pointer[generation]
 	next       atomic.Int64 // unix nanoseconds when the secret is due again
 	refreshing atomic.Bool
@@ -61,7 +62,6 @@ type generation struct {
 	version string
 	handler http.Handler // nil for a scheduled function
 	stack   *Stack
-	values  []string // the secret's values, to keep them out of errors
 
 	refs      atomic.Int64
 	retired   atomic.Bool
@@ -177,6 +177,7 @@ func (r *Rotating) RunJob(ctx context.Context) (app.JobReport, error) {
 
 // Close releases the current build once its invocations are done.
 func (r *Rotating) Close() {
+	r.closed.Store(true)
 	if g := r.cur.Swap(nil); g != nil {
 		g.retire()
 	}
@@ -185,6 +186,9 @@ func (r *Rotating) Close() {
 // acquire returns the build to serve with, holding it until release:
 // fetching the secret the first time, and refreshing it when due.
 func (r *Rotating) acquire(ctx context.Context) (*generation, error) {
+	if r.closed.Load() {
+		return nil, errors.New("function closed")
+	}
 	if r.cur.Load() == nil {
 		if err := r.load(ctx); err != nil {
 			return nil, err
@@ -213,7 +217,7 @@ func (r *Rotating) acquire(ctx context.Context) (*generation, error) {
 func (r *Rotating) load(ctx context.Context) error {
 	r.first.Lock()
 	defer r.first.Unlock()
-	if r.cur.Load() != nil {
+	if r.cur.Load() != nil || r.closed.Load() {
 		return nil
 	}
 	sec, err := r.src.Fetch(ctx)
@@ -232,7 +236,9 @@ func (r *Rotating) load(ctx context.Context) error {
 
 // refresh asks the store again. Any failure keeps the current build.
 func (r *Rotating) refresh(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+	// Not the caller's cancellation: a client that went away does not make
+	// the store look down.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
 	defer cancel()
 	sec, err := r.src.Fetch(ctx)
 	if err != nil {
@@ -289,7 +295,7 @@ func (r *Rotating) build(sec secrets.Secret) (*generation, error) {
 	if err != nil {
 		return nil, fail(err)
 	}
-	g := &generation{version: sec.Version, stack: st, values: values}
+	g := &generation{version: sec.Version, stack: st}
 	if h, err := route(api, r.fn); err == nil {
 		g.handler = h
 	}
