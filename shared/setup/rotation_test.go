@@ -564,3 +564,56 @@ func TestStoreBackedFunctionStillFailsItsColdStartWithoutANonSecretSetting(t *te
 		t.Fatalf("without WECHATPAY_MCHID: %v; want it named, and no secret setting", err)
 	}
 }
+
+func TestAnUnusableSecretVersionIsRefusedWithoutQuotingIt(t *testing.T) {
+	r := newRotStack(t)
+	tok := token(t, strings.Repeat("s", 32), "o-bad-version")
+	if _, err := r.newOrder(tok); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := r.jsonCall("/pay", tok, map[string]string{"order_id": "PF20240101000000ABCDEFGHJKMN"}); st != 404 {
+		t.Fatalf("pay: %d, want 404", st)
+	}
+	const leakyURI = "mongodb://payfn:hunter2hunter2@%zz/"
+	const badKey = "-----BEGIN PRIVATE KEY-----\nbm90LWEta2V5LW5vdC1hLWtleS1ub3QtYS1rZXk=\n-----END PRIVATE KEY-----"
+	// A malformed setting whose error would quote it: withheld, because the
+	// value came from the secret.
+	r.secret.set("PAYFN_SESSION_TTL", "quoted-secret-value")
+	time.Sleep(2 * rotRefresh)
+	if _, err := r.newOrder(tok); err != nil {
+		t.Fatalf("after an unusable PAYFN_SESSION_TTL: %v", err)
+	}
+	if !strings.Contains(r.logs.String(), "the error quoted a secret value and is withheld") {
+		t.Fatal("an error quoting a value from the secret was not withheld")
+	}
+	r.secret.set("PAYFN_SESSION_TTL", "")
+	for _, kv := range [][]string{{"MONGODB_URI", leakyURI}, {"PAYFN_SESSION_SECRET", "short-secret-value"}, {"WECHATPAY_MCH_PRIVATE_KEY", badKey}} {
+		r.secret.set(kv...)
+		time.Sleep(2 * rotRefresh)
+		// createOrder refuses the version and keeps serving with the one before.
+		if _, err := r.newOrder(tok); err != nil {
+			t.Fatalf("after an unusable %s: %v", kv[0], err)
+		}
+		if kv[0] == "WECHATPAY_MCH_PRIVATE_KEY" {
+			if st, m := r.jsonCall("/pay", tok, map[string]string{"order_id": "PF20240101000000ABCDEFGHJKMN"}); st != 404 {
+				t.Fatalf("pay after an unusable merchant key: %d %v, want 404 from the version before", st, m)
+			}
+		}
+	}
+	logs := r.logs.String()
+	if !strings.Contains(logs, "the secret's new version is unusable") {
+		t.Fatal("the unusable versions were not logged")
+	}
+	if testing.Verbose() {
+		for _, l := range strings.Split(logs, "\n") {
+			if strings.Contains(l, "unusable") {
+				t.Log(l)
+			}
+		}
+	}
+	for _, v := range []string{"hunter2hunter2", "short-secret-value", "bm90LWEta2V5", "quoted-secret-value"} {
+		if strings.Contains(logs, v) || strings.Contains(r.bodies.String(), v) {
+			t.Errorf("%q appears in the logs or an answer", v)
+		}
+	}
+}
