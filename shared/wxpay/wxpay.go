@@ -59,7 +59,7 @@ type Config struct {
 	// WeChat Pay's retries of a notification encrypted before the merchant
 	// changed the key still carry the old encryption.
 	APIv3KeyPrevious string
-	NotifyURL     string          // https, no query string
+	NotifyURL        string // https, no query string
 	// RefundNotifyURL receives refund outcomes; default NotifyURL + "/refund".
 	RefundNotifyURL string
 
