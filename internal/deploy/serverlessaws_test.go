@@ -69,9 +69,10 @@ func checkInstall(t *testing.T, res nodedeps.Result, err error) {
 // credentials, telemetry off; packaging calls no AWS API) against the zips
 // scripts/build wrote, and checks the CloudFormation it generates: every
 // function folder is one provided.al2023 arm64 bootstrap function with its
-// route or schedule, exactly the variables it needs with every secret a
-// Secrets Manager dynamic reference, and logs kept 90 days by a role that may
-// do nothing but write logs. It needs node and npm; without them it skips.
+// route or schedule, exactly the variables it needs and no secret (only the
+// Ref of a Secrets Manager secret of its own), and a role of its own that may
+// write its logs (kept 90 days) and read that secret, nothing else. It needs
+// node and npm; without them it skips.
 func TestServerlessV3PackagesTheAWSVariantOffline(t *testing.T) {
 	node, errNode := exec.LookPath("node")
 	npm, errNpm := exec.LookPath("npm")
@@ -92,7 +93,6 @@ func TestServerlessV3PackagesTheAWSVariantOffline(t *testing.T) {
 		"AWS_ACCESS_KEY_ID=AKIAPAYFNTESTONLY000", "AWS_SECRET_ACCESS_KEY=not-a-real-key", "AWS_REGION=ap-east-1",
 		// The zips' names are what matters here, not their architecture.
 		"PAYFN_AWS_DIST=" + filepath.Join(dist, "aws", goruntime.GOARCH),
-		"PAYFN_SECRET_NAME=payfn-test",
 	}
 	for _, v := range []string{"WECHAT_APPID", "WECHATPAY_MCHID", "WECHATPAY_MCH_CERT_SERIAL", "WECHATPAY_NOTIFY_URL"} {
 		env = append(env, v+"="+plausible(t, v))
@@ -128,8 +128,9 @@ func TestServerlessV3PackagesTheAWSVariantOffline(t *testing.T) {
 		Runtime       string   `json:"Runtime"`
 		Architectures []string `json:"Architectures"`
 		Timeout       int      `json:"Timeout"`
+		Role          any      `json:"Role"`
 		Environment   struct {
-			Variables map[string]string `json:"Variables"`
+			Variables map[string]any `json:"Variables"`
 		} `json:"Environment"`
 		Code struct {
 			S3Key string `json:"S3Key"`
@@ -137,6 +138,9 @@ func TestServerlessV3PackagesTheAWSVariantOffline(t *testing.T) {
 	}
 	fns := map[string]lambdaProps{}
 	var routes, schedules, logGroups []string
+	// roleGrants: per role, the log group pattern and the secret it may read.
+	type grants struct{ logs, secret string }
+	roleGrants := map[string]grants{}
 	for name, r := range cf.Resources {
 		switch r.Type {
 		case "AWS::Lambda::Function":
@@ -170,13 +174,14 @@ func TestServerlessV3PackagesTheAWSVariantOffline(t *testing.T) {
 			}
 			logGroups = append(logGroups, p.LogGroupName)
 		case "AWS::IAM::Role":
-			// Only log writing: any other action is more than the functions
-			// use (they call no AWS API).
+			// Writing its logs and reading its own secret: any other action
+			// is more than a function uses.
 			var p struct {
 				Policies []struct {
 					PolicyDocument struct {
 						Statement []struct {
-							Action []string
+							Action   any
+							Resource any
 						}
 					}
 				}
@@ -188,15 +193,27 @@ func TestServerlessV3PackagesTheAWSVariantOffline(t *testing.T) {
 			if len(p.ManagedPolicyArns) > 0 {
 				t.Errorf("role %s has managed policies %v", name, p.ManagedPolicyArns)
 			}
+			var g grants
 			for _, pol := range p.Policies {
 				for _, st := range pol.PolicyDocument.Statement {
-					for _, a := range st.Action {
-						if a != "logs:CreateLogStream" && a != "logs:CreateLogGroup" && a != "logs:TagResource" && a != "logs:PutLogEvents" {
-							t.Errorf("role %s allows %s; the functions only write logs", name, a)
+					res, _ := json.Marshal(st.Resource)
+					for _, a := range strings.Fields(strings.Trim(fmt.Sprint(st.Action), "[]")) {
+						switch a {
+						case "logs:CreateLogStream", "logs:PutLogEvents":
+							g.logs = string(res)
+						case "secretsmanager:GetSecretValue":
+							ref, _ := st.Resource.(map[string]any)["Ref"].(string)
+							if ref == "" || g.secret != "" && g.secret != ref {
+								t.Errorf("role %s may read %s; a role may read one secret, by Ref", name, res)
+							}
+							g.secret = ref
+						default:
+							t.Errorf("role %s allows %s; a function only writes its logs and reads its secret", name, a)
 						}
 					}
 				}
 			}
+			roleGrants[name] = g
 		}
 	}
 	_, secret := configVars(t)
@@ -223,10 +240,31 @@ func TestServerlessV3PackagesTheAWSVariantOffline(t *testing.T) {
 		vars := p.Environment.Variables
 		checkEnvironment(t, "deploy/serverless-aws", f, slices.Sorted(maps.Keys(vars)))
 		for name, v := range vars {
-			if secret[name] && v != fmt.Sprintf("{{resolve:secretsmanager:payfn-test:SecretString:%s}}", name) {
-				t.Errorf("%s: secret %s = %q, want a Secrets Manager dynamic reference", f.Folder, name, v)
+			if secret[name] || name == "WECHATPAY_MCH_CERT_SERIAL" {
+				t.Errorf("%s: %s = %v is in the function's configuration; it belongs in its secret", f.Folder, name, v)
+			}
+			if s, ok := v.(string); ok && strings.Contains(s, "{{resolve:") {
+				t.Errorf("%s: %s resolves a secret into the configuration", f.Folder, name)
 			}
 		}
+		if vars["PAYFN_SECRET_SOURCE"] != "aws-secretsmanager" {
+			t.Errorf("%s: PAYFN_SECRET_SOURCE = %v, want aws-secretsmanager", f.Folder, vars["PAYFN_SECRET_SOURCE"])
+		}
+		ownSecret, _ := vars["PAYFN_SECRET_ID"].(map[string]any)["Ref"].(string)
+		if cf.Resources[ownSecret].Type != "AWS::SecretsManager::Secret" {
+			t.Errorf("%s: PAYFN_SECRET_ID = %v, want the Ref of a secret in the stack", f.Folder, vars["PAYFN_SECRET_ID"])
+		}
+		var roleName string
+		if ga, ok := p.Role.(map[string]any)["Fn::GetAtt"].([]any); ok && len(ga) == 2 {
+			roleName, _ = ga[0].(string)
+		}
+		g, ok := roleGrants[roleName]
+		if !ok {
+			t.Errorf("%s: role %v is not a role of its own in the stack", f.Folder, p.Role)
+		} else if g.secret != ownSecret || !strings.Contains(g.logs, "/aws/lambda/payfn-test-"+f.Folder+":*") {
+			t.Errorf("%s: its role may read %q and write logs %s; want only its secret %s and its log group", f.Folder, g.secret, g.logs, ownSecret)
+		}
+		delete(roleGrants, roleName) // one role per function
 	}
 	for _, s := range [][]string{routes, schedules, logGroups, wantRoutes, wantSchedules, wantLogs} {
 		slices.Sort(s)
