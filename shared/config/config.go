@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -66,6 +67,11 @@ type Config struct {
 
 	OrderTTL time.Duration // PAYFN_ORDER_TTL: how long an order may wait for payment, default 30m
 
+	// Abuse limits and job tuning.
+	MaxOpenOrders  int           // PAYFN_MAX_OPEN_ORDERS: a buyer's unpaid, unexpired orders at most, default 20; -1 none
+	QueryInterval  time.Duration // PAYFN_QUERY_INTERVAL: queryOrder asks WeChat Pay about one order at most this often, default 5s; -1 every time
+	JobParallelism int           // PAYFN_JOB_PARALLELISM: WeChat Pay calls a job makes at once, default 4 (1-32)
+
 	// Where the secrets come from. SecretSource is PAYFN_SECRET_SOURCE:
 	// "env" (default: the secrets are environment variables, the weaker
 	// option), "aws-secretsmanager", "tencent-ssm" or "file".
@@ -116,6 +122,24 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		return d
 	}
+	// integer reads a whole number from lo to hi, or -1 where off is
+	// allowed ("-1" turns the limit off).
+	integer := func(name string, def, lo, hi int, off bool) int {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err == nil && (n >= lo && n <= hi || off && n == -1) {
+			return n
+		}
+		if off {
+			errs = append(errs, fmt.Errorf("%s=%q is not a whole number from %d to %d, or -1 for no limit", name, v, lo, hi))
+		} else {
+			errs = append(errs, fmt.Errorf("%s=%q is not a whole number from %d to %d", name, v, lo, hi))
+		}
+		return def
+	}
 	boolean := func(name string) bool {
 		switch v := strings.ToLower(strings.TrimSpace(getenv(name))); v {
 		case "", "false", "0":
@@ -153,10 +177,18 @@ func Load(getenv func(string) string) (Config, error) {
 		AdminKey:              getenv("PAYFN_ADMIN_KEY"),
 		AdminKeyPrevious:      getenv("PAYFN_ADMIN_KEY_PREVIOUS"),
 		OrderTTL:              duration("PAYFN_ORDER_TTL", 30*time.Minute),
+		MaxOpenOrders:         integer("PAYFN_MAX_OPEN_ORDERS", 20, 1, 10000, true),
+		JobParallelism:        integer("PAYFN_JOB_PARALLELISM", 4, 1, 32, false),
 		SecretSource:          strings.TrimSpace(getenv("PAYFN_SECRET_SOURCE")),
 		SecretID:              strings.TrimSpace(getenv("PAYFN_SECRET_ID")),
 		SecretRefresh:         duration("PAYFN_SECRET_REFRESH", DefaultSecretRefresh),
 		SecretEndpoint:        strings.TrimSpace(getenv("PAYFN_SECRET_ENDPOINT")),
+	}
+	// -1 asks WeChat Pay on every queryOrder; anything else is a duration.
+	if v := strings.TrimSpace(getenv("PAYFN_QUERY_INTERVAL")); v == "-1" {
+		c.QueryInterval = -1
+	} else {
+		c.QueryInterval = duration("PAYFN_QUERY_INTERVAL", 5*time.Second)
 	}
 	switch c.SecretSource {
 	case "":
@@ -293,6 +325,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("admin_key", set(c.AdminKey)),
 		slog.String("admin_key_previous", set(c.AdminKeyPrevious)),
 		slog.Duration("order_ttl", c.OrderTTL),
+		slog.Int("max_open_orders", c.MaxOpenOrders),
+		slog.Duration("query_interval", c.QueryInterval),
+		slog.Int("job_parallelism", c.JobParallelism),
 		slog.String("secret_source", c.SecretSource),
 		slog.String("secret_id", c.SecretID),
 		slog.Duration("secret_refresh", c.SecretRefresh),

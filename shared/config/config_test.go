@@ -183,3 +183,23 @@ func TestPreviousKeysAreCheckedLikeTheCurrentOnes(t *testing.T) {
 		}
 	}
 }
+
+func TestAbuseLimitsAndJobParallelismHaveDefaultsOffSwitchesAndBounds(t *testing.T) {
+	c, err := config.Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxOpenOrders != 20 || c.QueryInterval != 5*time.Second || c.JobParallelism != 4 {
+		t.Fatalf("defaults: open %d, interval %s, parallelism %d", c.MaxOpenOrders, c.QueryInterval, c.JobParallelism)
+	}
+	c, err = config.Load(env(map[string]string{"PAYFN_MAX_OPEN_ORDERS": "-1", "PAYFN_QUERY_INTERVAL": "-1", "PAYFN_JOB_PARALLELISM": "8"}))
+	if err != nil || c.MaxOpenOrders != -1 || c.QueryInterval != -1 || c.JobParallelism != 8 {
+		t.Fatalf("off switches: %+v %v", c, err)
+	}
+	_, err = config.Load(env(map[string]string{"PAYFN_MAX_OPEN_ORDERS": "0", "PAYFN_QUERY_INTERVAL": "soon", "PAYFN_JOB_PARALLELISM": "-1"}))
+	for _, want := range []string{"PAYFN_MAX_OPEN_ORDERS", "PAYFN_QUERY_INTERVAL", "PAYFN_JOB_PARALLELISM"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/payfn/payfn/shared/app"
+	"github.com/payfn/payfn/shared/config"
 	"github.com/payfn/payfn/shared/order"
 	"github.com/payfn/payfn/shared/paysim"
 )
@@ -337,4 +338,14 @@ func TestReconcileRepairsClosedOrdersThatWeChatPayPaid(t *testing.T) {
 	if err != nil || len(again.Fixes) != 0 {
 		t.Fatalf("second run: %+v %v", again, err)
 	}
+}
+
+// TestOpenOrdersCapComesFromTheConfiguration: PAYFN_MAX_OPEN_ORDERS reaches
+// createOrder through the same wiring every function uses.
+func TestOpenOrdersCapComesFromTheConfiguration(t *testing.T) {
+	h := newHarness(t, func(c *config.Config) { c.MaxOpenOrders = 2 })
+	token := h.login("o-two")
+	h.createOrder(token, "latte", 1)
+	h.createOrder(token, "latte", 1)
+	h.postJSON("/createOrder", token, map[string]any{"product_id": "latte", "quantity": 1, "request_id": "third"}).want(t, 429, app.CodeTooManyOpenOrders)
 }

@@ -241,8 +241,11 @@ func build(cfg config.Config, parts []config.Part, opts Options) (*httpapi.API, 
 	if logger == nil {
 		logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
+	// The core's lines name the request they were logged for.
+	logger = slog.New(httpapi.LogHandler(logger.Handler()))
 	st := &Stack{}
-	ac := app.Config{OrderTTL: cfg.OrderTTL, Now: opts.Now, Logger: logger, AdminKey: cfg.AdminKey, AdminKeyPrevious: cfg.AdminKeyPrevious}
+	ac := app.Config{OrderTTL: cfg.OrderTTL, Now: opts.Now, Logger: logger, AdminKey: cfg.AdminKey, AdminKeyPrevious: cfg.AdminKeyPrevious,
+		MaxOpenOrders: cfg.MaxOpenOrders, QueryInterval: cfg.QueryInterval, Jobs: app.JobOptions{Parallelism: cfg.JobParallelism}}
 	for _, p := range parts {
 		switch p {
 		case config.PartStore:
