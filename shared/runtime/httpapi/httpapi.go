@@ -436,6 +436,12 @@ func decode(r *http.Request, v any) error {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body must be a JSON object")
 	}
+	// Malformed JSON anywhere (trailing bytes included) is INVALID_REQUEST
+	// before any field is judged, so a body's code never depends on how
+	// far a decoder read.
+	if !json.Valid(raw) {
+		return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "the body is not valid JSON: it must be exactly one JSON object")
+	}
 	if err := checkKeys(raw, fieldsOf(v)); err != nil {
 		return err
 	}
