@@ -155,7 +155,7 @@ func wrongType[T any](body []byte, code string) bool {
 // included), no two keys alike even ignoring case (as encoding/json
 // matches), and every value of the field's type.
 func oracleAccepts[T any](body []byte) error {
-	trimmed := bytes.TrimSpace(body)
+	trimmed := bytes.Trim(body, " \t\r\n") // JSON's own white space only
 	if !json.Valid(trimmed) || len(trimmed) == 0 || trimmed[0] != '{' {
 		return errors.New("not a single JSON object")
 	}
