@@ -188,6 +188,12 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	seedCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	// The indexes up front, as a deploy step does, so no request of the
+	// stack's waits for them.
+	if err := s.App.Store.EnsureIndexes(seedCtx); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("store indexes: %w", err)
+	}
 	if err := s.App.Store.UpsertProducts(seedCtx, DemoProducts()...); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("seed demo products: %w", err)
