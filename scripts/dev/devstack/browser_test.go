@@ -22,12 +22,15 @@ const chromiumPath = "/usr/bin/chromium"
 // device on the LAN): log in, buy, get the payment parameters, pay, see
 // PAID. It checks that the buttons that no longer apply are disabled, that
 // an error shows next to the step that caused it, and that the console has
-// no errors. It needs Chromium (Debian package chromium); CI does not
-// install it, and the page source checks in TestCheckoutPageSource run
-// everywhere.
+// no errors. It needs Chromium (Debian package chromium), which .ci/run
+// installs; outside CI it skips without it, and the page source checks in
+// TestCheckoutPageSource run everywhere.
 func TestCheckoutPageInHeadlessChromiumFromALANAddress(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("%s is absent (apt-get install chromium to run this check): %v", chromiumPath, err)
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is absent: .ci/run installs it (apt-get install chromium): %v", chromiumPath, err)
+		}
+		t.Skipf("%s is absent (apt-get install chromium to run this check; CI installs it): %v", chromiumPath, err)
 	}
 	s := start(t, t.TempDir())
 	defer s.Close()
