@@ -270,6 +270,7 @@ func (fb *fuzzBuild) run(fuzztime time.Duration, jobs int, times *timings) error
 	if w := time.Since(t); w > time.Second {
 		times.add("fuzzing: waiting for the builds", w)
 	}
+	t = time.Now()
 	defer os.RemoveAll(fb.tmp)
 	if fb.err != nil {
 		return fb.err
