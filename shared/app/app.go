@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"sync/atomic"
 	"time"
 
 	"github.com/payfn/payfn/shared/order"
@@ -78,10 +77,6 @@ type App struct {
 	now      func() time.Time
 	newID    func() string
 	log      *slog.Logger
-
-	// unconfirmedLate counts late-payment notifications answered 503
-	// because WeChat Pay did not confirm them yet (logged with each).
-	unconfirmedLate atomic.Int64
 }
 
 // New returns an App. It does no I/O.

@@ -183,9 +183,9 @@ func (a *App) latePayment(ctx context.Context, o order.Order, tx Transaction, de
 			if err != nil {
 				state = "query failed: " + err.Error()
 			}
-			n := a.unconfirmedLate.Add(1)
+			// Counted on the ledger row (unconfirmed_deliveries) by dispose.
 			log.WarnContext(ctx, "payment notification for a closed order that WeChat Pay does not confirm yet; not acknowledged so it comes again",
-				"wechat_trade_state", state, "metric", "late_payment_unconfirmed", "count", n)
+				"wechat_trade_state", state, "metric", "late_payment_unconfirmed")
 			if derr := a.dispose(ctx, tx.TransactionID, order.DispositionUnconfirmed, true); derr != nil {
 				return order.Order{}, derr
 			}
@@ -297,8 +297,8 @@ func (a *App) reconcile(ctx context.Context, o order.Order) (order.Order, error)
 	} else if err != nil {
 		return order.Order{}, channelError("query "+o.ID, err)
 	}
-	if tx.AppID != a.channel.AppID() || tx.MchID != a.channel.MchID() || tx.OutTradeNo != o.ID {
-		return order.Order{}, fmt.Errorf("query %s: reply names appid %q mchid %q out_trade_no %q", o.ID, tx.AppID, tx.MchID, tx.OutTradeNo)
+	if err := a.checkQueryReply(o, tx); err != nil {
+		return order.Order{}, err
 	}
 	switch {
 	case paidState(tx.TradeState):
@@ -311,6 +311,14 @@ func (a *App) reconcile(ctx context.Context, o order.Order) (order.Order, error)
 	default:
 		return o, nil
 	}
+}
+
+// checkQueryReply refuses a query reply about another merchant or order.
+func (a *App) checkQueryReply(o order.Order, tx Transaction) error {
+	if tx.AppID != a.channel.AppID() || tx.MchID != a.channel.MchID() || tx.OutTradeNo != o.ID {
+		return fmt.Errorf("query %s: reply names appid %q mchid %q out_trade_no %q", o.ID, tx.AppID, tx.MchID, tx.OutTradeNo)
+	}
+	return nil
 }
 
 // redecidePayment takes up a ledger row whose decision was never written
@@ -330,8 +338,8 @@ func (a *App) redecidePayment(ctx context.Context, p order.Payment) (before, aft
 	}
 	switch {
 	case paidState(q.TradeState) && q.TransactionID == p.TransactionID:
-		if q.AppID != a.channel.AppID() || q.MchID != a.channel.MchID() || q.OutTradeNo != o.ID {
-			return o, o, fmt.Errorf("query %s: reply names appid %q mchid %q out_trade_no %q", o.ID, q.AppID, q.MchID, q.OutTradeNo)
+		if err := a.checkQueryReply(o, q); err != nil {
+			return o, o, err
 		}
 		after, err := a.settlePaid(ctx, o, q, "query", "")
 		return o, after, err
