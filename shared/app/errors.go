@@ -70,6 +70,9 @@ const (
 	CodeChannelError         = "PAYMENT_CHANNEL_ERROR"
 	CodeInternal             = "INTERNAL"
 	CodeTooManyOpenOrders    = "TOO_MANY_OPEN_ORDERS"
+	// CodeSecretsUnavailable: on a cloud, the function could not read its
+	// secret yet (shared/setup answers it before the use cases run).
+	CodeSecretsUnavailable = "SECRETS_UNAVAILABLE"
 )
 
 // Errorf builds an *Error of kind and code with a formatted message.

@@ -2,7 +2,6 @@ package setup
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -146,13 +145,7 @@ func (r *Rotating) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	g, err := r.acquire(req.Context())
 	if err != nil {
 		r.log.ErrorContext(req.Context(), "no secret yet: answering 503", "function", r.fn, "err", err)
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		json.NewEncoder(w).Encode(map[string]string{
-			"code": "SECRETS_UNAVAILABLE", "message": "the service cannot read its configuration yet; try again",
-			"request_id": httpapi.RequestID(req.Context()),
-		})
+		httpapi.WriteError(w, req, http.StatusServiceUnavailable, app.CodeSecretsUnavailable, "the service cannot read its configuration yet; try again")
 		return
 	}
 	defer g.release()

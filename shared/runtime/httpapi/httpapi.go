@@ -347,7 +347,7 @@ func (api *API) writeError(w http.ResponseWriter, r *http.Request, route string,
 	reqID := RequestID(r.Context())
 	var he *httpError
 	if errors.As(err, &he) {
-		writeJSON(w, he.status, errorBody{Code: he.code, Message: he.msg, RequestID: reqID})
+		WriteError(w, r, he.status, he.code, he.msg)
 		return
 	}
 	e := app.ErrorOf(err)
@@ -364,7 +364,18 @@ func (api *API) writeError(w http.ResponseWriter, r *http.Request, route string,
 			msg = "internal error"
 		}
 	}
-	writeJSON(w, status, errorBody{Code: e.Code, Message: msg, RequestID: reqID})
+	WriteError(w, r, status, e.Code, msg)
+}
+
+// WriteError answers an error in the one shape every function uses:
+// {code, message, request_id}, the id also in X-Request-Id. It is for
+// answers given before a use case runs (shared/setup's "no secret yet").
+func WriteError(w http.ResponseWriter, r *http.Request, status int, code, message string) {
+	reqID := RequestID(r.Context())
+	if reqID != "" {
+		w.Header().Set(HeaderRequestID, reqID)
+	}
+	writeJSON(w, status, errorBody{Code: code, Message: message, RequestID: reqID})
 }
 
 // ackBody is what writeJSON writes for errorBody{Code: "SUCCESS", Message:
