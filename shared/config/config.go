@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +59,10 @@ type Config struct {
 	AcceptPlatformCerts bool
 	PayBaseURL          string        // WECHATPAY_BASE_URL: default the real WeChat Pay; the simulator's URL locally
 	PayTimeout          time.Duration // WECHATPAY_TIMEOUT: default 8s, below the function timeout
+	// ExtraAppIDs (WECHATPAY_EXTRA_APPIDS, comma-separated) are further
+	// appids bound to the merchant (several mini-programs selling through
+	// it): orders may be paid under WECHAT_APPID or any of these.
+	ExtraAppIDs []string
 
 	RefundNotifyURL string // WECHATPAY_REFUND_NOTIFY_URL: refund outcomes; default WECHATPAY_NOTIFY_URL + "/refund"
 
@@ -184,6 +190,7 @@ func Load(getenv func(string) string) (Config, error) {
 		SecretRefresh:         duration("PAYFN_SECRET_REFRESH", DefaultSecretRefresh),
 		SecretEndpoint:        strings.TrimSpace(getenv("PAYFN_SECRET_ENDPOINT")),
 	}
+	c.ExtraAppIDs, errs = appIDList("WECHATPAY_EXTRA_APPIDS", getenv("WECHATPAY_EXTRA_APPIDS"), c.AppID, errs)
 	// -1 asks WeChat Pay on every queryOrder; anything else is a duration.
 	if v := strings.TrimSpace(getenv("PAYFN_QUERY_INTERVAL")); v == "-1" {
 		c.QueryInterval = -1
@@ -321,6 +328,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("wechatpay_public_key_id_previous", c.PublicKeyIDPrevious),
 		slog.Bool("wechatpay_accept_platform_certs", c.AcceptPlatformCerts),
 		slog.String("wechatpay_base_url", c.PayBaseURL),
+		slog.Any("wechatpay_extra_appids", c.ExtraAppIDs),
 		slog.String("wechatpay_refund_notify_url", c.RefundNotifyURL),
 		slog.String("admin_key", set(c.AdminKey)),
 		slog.String("admin_key_previous", set(c.AdminKeyPrevious)),
@@ -353,6 +361,30 @@ func checkNotifyURL(v string) error {
 		return fmt.Errorf("WECHATPAY_NOTIFY_URL is %d characters; WeChat Pay allows 255", len(v))
 	}
 	return nil
+}
+
+// appIDRE is the shape of a WeChat appid: "wx" and 16 hex digits (letters
+// up to z pass, as in WeChat's documentation examples).
+var appIDRE = regexp.MustCompile(`^wx[0-9a-z]{16}$`)
+
+// appIDList splits a comma-separated list of appids, dropping blanks, and
+// reports malformed ones and any repeated (or equal to def, the default
+// appid) in errs.
+func appIDList(name, v, def string, errs []error) ([]string, []error) {
+	var out []string
+	for _, id := range strings.Split(v, ",") {
+		id = strings.TrimSpace(id)
+		switch {
+		case id == "":
+		case !appIDRE.MatchString(id):
+			errs = append(errs, fmt.Errorf("%s: %q is not an appid (wx and 16 lowercase letters or digits)", name, id))
+		case id == def || slices.Contains(out, id):
+			errs = append(errs, fmt.Errorf("%s: %q is listed twice or is WECHAT_APPID", name, id))
+		default:
+			out = append(out, id)
+		}
+	}
+	return out, errs
 }
 
 // pemText accepts a PEM block with real newlines or with "\n" escapes, as

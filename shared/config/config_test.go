@@ -203,3 +203,23 @@ func TestAbuseLimitsAndJobParallelismHaveDefaultsOffSwitchesAndBounds(t *testing
 		}
 	}
 }
+
+func TestExtraAppIDsAreACheckedCommaSeparatedList(t *testing.T) {
+	const appID, a, b = "wxd678efh567hg6787", "wx0123456789abcdef", "wxfedcba9876543210"
+	c, err := config.Load(env(map[string]string{"WECHAT_APPID": appID, "WECHATPAY_EXTRA_APPIDS": " " + a + ", ," + b + " "}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.ExtraAppIDs) != 2 || c.ExtraAppIDs[0] != a || c.ExtraAppIDs[1] != b {
+		t.Errorf("ExtraAppIDs = %q, want [%s %s]", c.ExtraAppIDs, a, b)
+	}
+	if c, err := config.Load(env(nil)); err != nil || c.ExtraAppIDs != nil {
+		t.Errorf("unset: %q, %v; want none", c.ExtraAppIDs, err)
+	}
+	for _, bad := range []string{"wx0123", "WX0123456789ABCDEF", a + "," + a, appID, a + ";" + b} {
+		_, err := config.Load(env(map[string]string{"WECHAT_APPID": appID, "WECHATPAY_EXTRA_APPIDS": bad}))
+		if err == nil || !strings.Contains(err.Error(), "WECHATPAY_EXTRA_APPIDS") {
+			t.Errorf("%q: err = %v, want one naming WECHATPAY_EXTRA_APPIDS", bad, err)
+		}
+	}
+}

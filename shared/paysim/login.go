@@ -45,7 +45,7 @@ func (s *Server) handleJSCode2Session(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) jscode2session(appid, secret, code, grantType string) sessionReply {
-	if appid != s.appID {
+	if !s.bound(appid) {
 		return sessionReply{ErrCode: 40013, ErrMsg: "invalid appid"}
 	}
 	if secret != s.appSecret {

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 )
@@ -40,6 +41,10 @@ type Options struct {
 	MchID     string
 	AppID     string
 	AppSecret string // checked by /sns/jscode2session
+	// ExtraAppIDs are further appids bound to the merchant: JSAPI prepay
+	// and jscode2session accept them as they accept AppID (with the same
+	// AppSecret); any other appid is refused (APPID_MCHID_NOT_MATCH, 40013).
+	ExtraAppIDs []string
 
 	APIv3Key          string         // exactly 32 bytes
 	MerchantSerial    string         // merchant API certificate serial expected in Authorization
@@ -80,6 +85,7 @@ type Options struct {
 // LogValue redacts the secret parts.
 type Keys struct {
 	MchID, AppID          string
+	ExtraAppIDs           []string // the other bound appids (a copy)
 	APIv3Key              string
 	PlatformPrivateKeyPEM string // PKCS#8
 	PublicKeyPEM          string // PKIX; the WeChat Pay public key
@@ -94,6 +100,7 @@ func (k Keys) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("mchid", k.MchID),
 		slog.String("appid", k.AppID),
+		slog.Any("extra_appids", k.ExtraAppIDs),
 		slog.String("public_key_id", k.PublicKeyID),
 		slog.String("platform_cert_serial", k.PlatformCertSerial),
 	)
@@ -102,6 +109,7 @@ func (k Keys) LogValue() slog.Value {
 // Server is the simulator. It is safe for concurrent use.
 type Server struct {
 	mchID, appID, appSecret string
+	extraAppIDs             []string
 	apiV3Key                string
 	merchantSerial          string
 	merchantPub             *rsa.PublicKey
@@ -164,6 +172,11 @@ func New(opts Options) (*Server, error) {
 	if opts.AppID == "" {
 		errs = append(errs, errors.New("AppID is empty"))
 	}
+	for i, id := range opts.ExtraAppIDs {
+		if id == "" || id == opts.AppID || slices.Contains(opts.ExtraAppIDs[:i], id) {
+			errs = append(errs, fmt.Errorf("ExtraAppIDs[%d] %q is empty or bound already", i, id))
+		}
+	}
 	if opts.AppSecret == "" {
 		errs = append(errs, errors.New("AppSecret is empty"))
 	}
@@ -183,6 +196,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		mchID:          opts.MchID,
 		appID:          opts.AppID,
+		extraAppIDs:    slices.Clone(opts.ExtraAppIDs),
 		appSecret:      opts.AppSecret,
 		apiV3Key:       opts.APIv3Key,
 		merchantSerial: opts.MerchantSerial,
@@ -258,6 +272,11 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
+// bound reports whether appid is bound to the merchant.
+func (s *Server) bound(appid string) bool {
+	return appid == s.appID || slices.Contains(s.extraAppIDs, appid)
+}
+
 // makeCertificate wraps the platform key in a self-signed certificate whose
 // serial prints as 40 uppercase hex digits, like WeChat's, and keeps the PEM
 // forms Keys hands out.
@@ -306,6 +325,7 @@ func (s *Server) Keys() Keys {
 	return Keys{
 		MchID:                 s.mchID,
 		AppID:                 s.appID,
+		ExtraAppIDs:           slices.Clone(s.extraAppIDs),
 		APIv3Key:              s.apiV3Key,
 		PlatformPrivateKeyPEM: s.privPEM,
 		PublicKeyPEM:          s.pubPEM,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -849,5 +850,88 @@ func TestControlAPIMakesDisagreementsOnRequest(t *testing.T) {
 	}
 	if ds := sim.Deliveries("R_REFUNDME_1"); len(ds) != 0 {
 		t.Errorf("refund deliveries = %+v, want none (notify was false)", ds)
+	}
+}
+
+func TestExtraAppIDsArePaidUnderTheirOwnAppIDAndOthersRefused(t *testing.T) {
+	const extra, unbound = "wx0123456789abcdef", "wx0000000000000000"
+	sim := startSim(t, func(o *paysim.Options) { o.ExtraAppIDs = []string{extra} })
+	if got := sim.Keys().ExtraAppIDs; !slices.Equal(got, []string{extra}) {
+		t.Errorf("Keys().ExtraAppIDs = %v, want [%s]", got, extra)
+	}
+	c := publicKeyClient(t, sim)
+	svc := jsapi.JsapiApiService{Client: c}
+	rc := newReceiver(t, func(int, *http.Request, []byte) int { return http.StatusNoContent })
+	ctx := ctxTimeout(t)
+
+	req := prepayRequest("EXTRA_0001", rc.url(), 500)
+	req.Appid = core.String(extra)
+	id := prepay(t, svc, req)
+	if ts, _ := sim.Trade("EXTRA_0001"); ts.AppID != extra {
+		t.Errorf("trade appid = %q, want %q", ts.AppID, extra)
+	}
+	// Re-entry under the default appid changes a parameter.
+	if _, _, err := svc.Prepay(ctx, prepayRequest("EXTRA_0001", rc.url(), 500)); !core.IsAPIError(err, paysim.CodeOutTradeNoUse) {
+		t.Errorf("same out_trade_no under the default appid: err = %v, want %s", err, paysim.CodeOutTradeNoUse)
+	}
+
+	q := func() string {
+		t.Helper()
+		tx, _, err := svc.QueryOrderByOutTradeNo(ctx, jsapi.QueryOrderByOutTradeNoRequest{OutTradeNo: core.String("EXTRA_0001"), Mchid: core.String(mchID)})
+		if err != nil {
+			t.Fatalf("query: %v", err)
+		}
+		return *tx.Appid
+	}
+	if got := q(); got != extra {
+		t.Errorf("NOTPAY query appid = %q, want %q", got, extra)
+	}
+	if _, err := sim.Pay(ctx, id, paysim.PayOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tx, _, err := parseWithSDK(notifyHandler(t, sim), rc.next(t))
+	if err != nil {
+		t.Fatalf("SDK rejected the notification: %v", err)
+	}
+	if *tx.Appid != extra {
+		t.Errorf("notified appid = %q, want %q", *tx.Appid, extra)
+	}
+	if got := q(); got != extra {
+		t.Errorf("SUCCESS query appid = %q, want %q", got, extra)
+	}
+
+	raw := map[string]any{
+		"appid": unbound, "mchid": mchID, "description": "ok", "out_trade_no": "UNBOUND_01",
+		"notify_url": notifyURL, "amount": map[string]any{"total": 1, "currency": "CNY"},
+		"payer": map[string]any{"openid": openID},
+	}
+	_, err = c.Post(ctx, "https://api.mch.weixin.qq.com/v3/pay/transactions/jsapi", raw)
+	var apiErr *core.APIError
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || apiErr.Code != "APPID_MCHID_NOT_MATCH" {
+		t.Errorf("unbound appid: err = %v, want 400 APPID_MCHID_NOT_MATCH", err)
+	}
+	if _, ok := sim.Trade("UNBOUND_01"); ok {
+		t.Error("a trade was created under an unbound appid")
+	}
+
+	code := sim.NewLoginCode(openID)
+	if got := jscode2session(t, sim, unbound, appSecret, code)["errcode"]; got != 40013.0 {
+		t.Errorf("unbound appid login: errcode = %v, want 40013", got)
+	}
+	if got := jscode2session(t, sim, extra, appSecret, code); got["openid"] != openID {
+		t.Errorf("extra appid login = %v, want openid %s", got, openID)
+	}
+}
+
+func TestNewRejectsRepeatedExtraAppIDs(t *testing.T) {
+	testKeys(t)
+	for _, extras := range [][]string{{appID}, {"wx0123456789abcdef", "wx0123456789abcdef"}, {""}} {
+		_, err := paysim.New(paysim.Options{
+			MchID: mchID, AppID: appID, AppSecret: appSecret, APIv3Key: apiV3Key, ExtraAppIDs: extras,
+			MerchantSerial: merchantSerial, MerchantPublicKey: &merchantKey.PublicKey, PlatformKey: platformKey,
+		})
+		if err == nil || !strings.Contains(err.Error(), "ExtraAppIDs") {
+			t.Errorf("ExtraAppIDs %q: err = %v, want one naming ExtraAppIDs", extras, err)
+		}
 	}
 }

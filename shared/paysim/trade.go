@@ -210,7 +210,7 @@ func (s *Server) handlePrepay(_ *http.Request, body []byte) reply {
 		return paramError("/mchid", "required")
 	case *b.MchID != s.mchID:
 		return paramError("/mchid", "does not match the mchid of the request signature")
-	case *b.AppID != s.appID:
+	case !s.bound(*b.AppID):
 		return errReply(http.StatusBadRequest, "APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配")
 	case b.Description == nil || *b.Description == "":
 		return paramError("/description", "required")

@@ -91,9 +91,11 @@ func unavailable(op string, err error) error {
 	return fmt.Errorf("%s: %w: %w", op, app.ErrChannelUnavailable, err)
 }
 
-// Prepay creates the JSAPI order and returns its prepay_id. The same
-// out_trade_no with identical parameters returns a fresh prepay_id; changed
-// parameters fail with Code OUT_TRADE_NO_USED. The description is cut to
+// Prepay creates the JSAPI order under req.AppID (the default AppID when
+// empty) and returns its prepay_id. An appid not in AppIDs wraps
+// ErrUnboundAppID and sends nothing. The same out_trade_no with identical
+// parameters returns a fresh prepay_id; changed parameters (the appid too)
+// fail with Code OUT_TRADE_NO_USED. The description is cut to
 // 127 characters and stripped of characters WeChat refuses (4-byte UTF-8
 // such as emoji). Errors wrap app.ErrChannelUnavailable when WeChat Pay
 // could not answer, or carry an *APIError.
@@ -113,11 +115,15 @@ func (c *Channel) Prepay(ctx context.Context, req app.PrepayRequest) (string, er
 		// attach comes back verbatim; cutting it would corrupt it.
 		return "", fmt.Errorf("%s: attach longer than %d characters", op, maxAttach)
 	}
+	appID, err := c.appID(req.AppID)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", op, err)
+	}
 	if err := c.ready(ctx); err != nil {
 		return "", fmt.Errorf("%s: %w", op, err)
 	}
 	r := jsapi.PrepayRequest{
-		Appid:       core.String(c.cfg.AppID),
+		Appid:       core.String(appID),
 		Mchid:       core.String(c.cfg.MchID),
 		Description: core.String(desc),
 		OutTradeNo:  core.String(req.OutTradeNo),
@@ -162,19 +168,25 @@ func sanitizeDescription(s string) string {
 	return strings.TrimSpace(b.String())
 }
 
-// PaymentParams signs the wx.requestPayment parameters for prepayID
-// locally (no network call), so a still-valid prepay_id can be reused:
+// PaymentParams signs the wx.requestPayment parameters for prepayID,
+// issued under appID (the default AppID when empty), locally (no network
+// call), so a still-valid prepay_id can be reused:
 // paySign = Base64(SHA256withRSA("appId\ntimeStamp\nnonceStr\npackage\n")).
-func (c *Channel) PaymentParams(prepayID string) (app.PaymentParams, error) {
+// An appid not in AppIDs wraps ErrUnboundAppID.
+func (c *Channel) PaymentParams(appID, prepayID string) (app.PaymentParams, error) {
 	if prepayID == "" {
 		return app.PaymentParams{}, errors.New("payment params: empty prepay_id")
+	}
+	appID, err := c.appID(appID)
+	if err != nil {
+		return app.PaymentParams{}, fmt.Errorf("payment params: %w", err)
 	}
 	nonce, err := nonceStr(32)
 	if err != nil {
 		return app.PaymentParams{}, fmt.Errorf("payment params: %w", err)
 	}
 	p := app.PaymentParams{
-		AppID:     c.cfg.AppID,
+		AppID:     appID,
 		TimeStamp: strconv.FormatInt(time.Now().Unix(), 10),
 		NonceStr:  nonce,
 		Package:   "prepay_id=" + prepayID,

@@ -12,6 +12,7 @@
 package wxpay
 
 import (
+	"cmp"
 	"context"
 	"crypto/cipher"
 	"crypto/rsa"
@@ -22,6 +23,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,6 +43,14 @@ import (
 // with, not a killed invocation.
 const DefaultTimeout = 8 * time.Second
 
+// ErrUnboundAppID is returned, before any request is sent, for an appid
+// that is neither Config.AppID nor one of Config.ExtraAppIDs.
+var ErrUnboundAppID = errors.New("appid not bound to this merchant")
+
+// appIDRE is the shape of a WeChat appid ("wx" + 16 hex digits; letters up to
+// z are allowed so WeChat's documentation examples pass).
+var appIDRE = regexp.MustCompile(`^wx[0-9a-z]{16}$`)
+
 // certRefreshInterval limits certificate re-downloads triggered by a
 // notification whose serial we do not know: WeChat announces a new
 // certificate a day ahead, but a forged serial must not make us hammer it.
@@ -51,7 +62,12 @@ var cst = time.FixedZone("CST", 8*3600)
 // Config configures a Channel. MchID, AppID, MchCertSerial, MchPrivateKey,
 // APIv3Key and NotifyURL are required.
 type Config struct {
-	MchID, AppID  string
+	MchID, AppID string // AppID is the default appid
+	// ExtraAppIDs are further appids bound to the merchant (several
+	// mini-programs selling through one merchant). Prepay and PaymentParams
+	// accept them besides AppID. Each is "wx" and 16 lowercase letters or
+	// digits, none repeated.
+	ExtraAppIDs   []string
 	MchCertSerial string          // serial of the merchant API certificate
 	MchPrivateKey *rsa.PrivateKey // merchant API private key: signs requests and paySign
 	APIv3Key      string          // exactly 32 bytes: decrypts notifications and certificates
@@ -92,6 +108,7 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("mchid", c.MchID),
 		slog.String("appid", c.AppID),
+		slog.Any("extra_appids", c.ExtraAppIDs),
 		slog.String("mch_cert_serial", c.MchCertSerial),
 		slog.String("public_key_id", c.PublicKeyID),
 		slog.String("public_key_id_previous", c.PublicKeyIDPrevious),
@@ -134,6 +151,7 @@ var _ app.Channel = (*Channel)(nil)
 // New validates cfg and builds the channel. It does no network I/O: in
 // platform-certificate mode the certificates are downloaded on first use.
 func New(cfg Config) (*Channel, error) {
+	cfg.ExtraAppIDs = slices.Clone(cfg.ExtraAppIDs) // the caller's slice may change
 	if err := validate(&cfg); err != nil {
 		return nil, fmt.Errorf("wxpay config: %w", err)
 	}
@@ -214,6 +232,16 @@ func validate(cfg *Config) error {
 	if cfg.AppID == "" {
 		errs = append(errs, errors.New("AppID is empty"))
 	}
+	for i, id := range cfg.ExtraAppIDs {
+		switch {
+		case !appIDRE.MatchString(id):
+			errs = append(errs, fmt.Errorf("ExtraAppIDs[%d] %q is not an appid (wx and 16 lowercase letters or digits)", i, id))
+		case id == cfg.AppID:
+			errs = append(errs, fmt.Errorf("ExtraAppIDs[%d] %q is AppID already", i, id))
+		case slices.Contains(cfg.ExtraAppIDs[:i], id):
+			errs = append(errs, fmt.Errorf("ExtraAppIDs[%d] %q is listed twice", i, id))
+		}
+	}
 	if cfg.MchCertSerial == "" {
 		errs = append(errs, errors.New("MchCertSerial is empty"))
 	}
@@ -268,8 +296,24 @@ func (c *Channel) Close() {
 	})
 }
 
-// AppID is the mini-program appid notifications must carry.
+// AppID is the default appid: Prepay and PaymentParams use it when given
+// none.
 func (c *Channel) AppID() string { return c.cfg.AppID }
+
+// AppIDs returns every appid bound to the merchant, AppID first, then
+// Config.ExtraAppIDs in order. The slice is a copy.
+func (c *Channel) AppIDs() []string {
+	return append([]string{c.cfg.AppID}, c.cfg.ExtraAppIDs...)
+}
+
+// appID resolves a requested appid: "" is the default, a bound one is
+// itself, anything else wraps ErrUnboundAppID.
+func (c *Channel) appID(id string) (string, error) {
+	if id == "" || id == c.cfg.AppID || slices.Contains(c.cfg.ExtraAppIDs, id) {
+		return cmp.Or(id, c.cfg.AppID), nil
+	}
+	return "", fmt.Errorf("%w: %q (merchant %s)", ErrUnboundAppID, id, c.cfg.MchID)
+}
 
 // MchID is the merchant id notifications must carry.
 func (c *Channel) MchID() string { return c.cfg.MchID }

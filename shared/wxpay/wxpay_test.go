@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,8 @@ const (
 	apiV3Key       = "0123456789abcdefABCDEFGHIJKLMNOP"
 	merchantSerial = "3775B6A45ACD588826D15E583A95F5DD12345678"
 	openID         = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+	extraAppID     = "wx0123456789abcdef" // a second mini-program of the merchant
+	unboundAppID   = "wx0000000000000000"
 )
 
 // RSA-2048 generation is slow, so the test binary makes its keys once.
@@ -181,7 +184,7 @@ func TestPrepayPaymentParamsPayQueryAndNotificationEndToEnd(t *testing.T) {
 		t.Errorf("time_expire offset = %d s, want +08:00", off)
 	}
 
-	pp, err := ch.PaymentParams(prepayID)
+	pp, err := ch.PaymentParams("", prepayID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -578,6 +581,10 @@ func TestNewValidatesConfig(t *testing.T) {
 		"public key id without key": func(c *wxpay.Config) { c.PublicKeyID = "PUB_KEY_ID_1" },
 		"base URL not http":         func(c *wxpay.Config) { c.BaseURL = "ftp://127.0.0.1" },
 		"relative notify URL":       func(c *wxpay.Config) { c.NotifyURL = "/notify" },
+		"extra appid malformed":     func(c *wxpay.Config) { c.ExtraAppIDs = []string{"wx0123456789ABCDEF"} },
+		"extra appid empty":         func(c *wxpay.Config) { c.ExtraAppIDs = []string{""} },
+		"extra appid is AppID":      func(c *wxpay.Config) { c.ExtraAppIDs = []string{appID} },
+		"extra appid twice":         func(c *wxpay.Config) { c.ExtraAppIDs = []string{extraAppID, extraAppID} },
 	}
 	for name, mutate := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -619,5 +626,106 @@ func TestLoadKeysAcceptsPKCS8PKCS1AndPKIX(t *testing.T) {
 	}
 	if _, err := wxpay.LoadPublicKey(string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte("junk")}))); err == nil {
 		t.Error("LoadPublicKey accepted junk")
+	}
+}
+
+// verifyPaySign checks paySign with the merchant public key over
+// "appId\ntimeStamp\nnonceStr\npackage\n", as the mini-program would.
+func verifyPaySign(t testing.TB, pp app.PaymentParams) {
+	t.Helper()
+	sig, _ := base64.StdEncoding.DecodeString(pp.PaySign)
+	sum := sha256.Sum256([]byte(pp.AppID + "\n" + pp.TimeStamp + "\n" + pp.NonceStr + "\n" + pp.Package + "\n"))
+	if err := rsa.VerifyPKCS1v15(&merchantKey.PublicKey, crypto.SHA256, sum[:], sig); err != nil {
+		t.Errorf("paySign over appid %s does not verify with the merchant public key: %v", pp.AppID, err)
+	}
+}
+
+func TestExtraAppIDPrepayPaymentParamsAndNotification(t *testing.T) {
+	sim := startSim(t, func(o *paysim.Options) { o.ExtraAppIDs = []string{extraAppID} })
+	rc := newReceiver(t)
+	cfg := config(sim, rc.url())
+	extras := []string{extraAppID}
+	cfg.ExtraAppIDs = extras
+	ch := newChannel(t, cfg)
+	rc.channel.Store(ch)
+	ctx := ctxTimeout(t)
+
+	extras[0] = unboundAppID // New kept its own copy
+	ids := ch.AppIDs()
+	if want := []string{appID, extraAppID}; !slices.Equal(ids, want) {
+		t.Fatalf("AppIDs() = %v, want %v", ids, want)
+	}
+	ids[0] = unboundAppID
+	if got := ch.AppIDs(); got[0] != appID || ch.AppID() != appID {
+		t.Errorf("AppIDs() shares its slice: %v", got)
+	}
+
+	req := order("EXTRA_0001", 700)
+	req.AppID = extraAppID
+	prepayID, err := ch.Prepay(ctx, req)
+	if err != nil {
+		t.Fatalf("Prepay under %s: %v", extraAppID, err)
+	}
+	if ts, _ := sim.Trade("EXTRA_0001"); ts.AppID != extraAppID {
+		t.Errorf("appid sent = %q, want %q", ts.AppID, extraAppID)
+	}
+	pp, err := ch.PaymentParams(extraAppID, prepayID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pp.AppID != extraAppID || pp.Package != "prepay_id="+prepayID {
+		t.Errorf("payment params = %+v", pp)
+	}
+	verifyPaySign(t, pp)
+	if def, err := ch.PaymentParams("", prepayID); err != nil || def.AppID != appID {
+		t.Errorf("default payment params = %+v, %v; want appid %s", def, err, appID)
+	} else {
+		verifyPaySign(t, def)
+	}
+
+	if _, err := sim.Pay(ctx, prepayID, paysim.PayOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got := rc.next(t)
+	if got.err != nil || got.n.Transaction.AppID != extraAppID || got.n.Transaction.MchID != mchID {
+		t.Errorf("notification = %+v, %v; want appid %s", got.n.Transaction, got.err, extraAppID)
+	}
+	tx, err := ch.QueryOrder(ctx, "EXTRA_0001")
+	if err != nil || tx.AppID != extraAppID || tx.TradeState != "SUCCESS" {
+		t.Errorf("query = %+v, %v; want SUCCESS under %s", tx, err, extraAppID)
+	}
+}
+
+func TestUnboundAppIDIsRefusedBeforeAnyRequest(t *testing.T) {
+	testKeys()
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	t.Cleanup(srv.Close)
+	for name, withPublicKey := range map[string]bool{"public-key mode": true, "platform-certificate mode": false} {
+		t.Run(name, func(t *testing.T) {
+			cfg := wxpay.Config{
+				MchID: mchID, AppID: appID, ExtraAppIDs: []string{extraAppID}, MchCertSerial: merchantSerial,
+				MchPrivateKey: merchantKey, APIv3Key: apiV3Key, NotifyURL: "https://merchant.example.com/notify", BaseURL: srv.URL,
+			}
+			if withPublicKey {
+				cfg.PublicKeyID, cfg.PublicKey = "PUB_KEY_ID_0000000000000000000000000000001", &platformKey.PublicKey
+			}
+			ch := newChannel(t, cfg)
+			req := order("UNBOUND_01", 1)
+			req.AppID = unboundAppID
+			_, err := ch.Prepay(ctxTimeout(t), req)
+			if !errors.Is(err, wxpay.ErrUnboundAppID) || errors.Is(err, app.ErrChannelUnavailable) {
+				t.Errorf("Prepay: err = %v, want ErrUnboundAppID only", err)
+			}
+			if _, err := ch.PaymentParams(unboundAppID, "wx201410272009395522657a690389285100"); !errors.Is(err, wxpay.ErrUnboundAppID) {
+				t.Errorf("PaymentParams: err = %v, want ErrUnboundAppID", err)
+			}
+		})
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("%d requests reached WeChat Pay for an unbound appid", n)
 	}
 }
