@@ -49,10 +49,10 @@ func (s *memStore) put(o order.Order, txID string) {
 	delete(s.payments, txID)
 }
 
-func (s *memStore) Product(_ context.Context, id string) (order.Product, error) {
+func (s *memStore) Product(_ context.Context, appID, id string) (order.Product, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, ok := s.products[id]
+	p, ok := s.products[order.ProductKey(appID, id)]
 	if !ok {
 		return order.Product{}, order.ErrNotFound
 	}
@@ -83,10 +83,10 @@ func (s *memStore) Order(_ context.Context, id string) (order.Order, error) {
 	return o, nil
 }
 
-func (s *memStore) OrderByRequest(_ context.Context, owner, requestID string) (order.Order, error) {
+func (s *memStore) OrderByRequest(_ context.Context, appID, owner, requestID string) (order.Order, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id, ok := s.requests[order.RequestKey(owner, requestID)]
+	id, ok := s.requests[order.AppRequestKey(appID, owner, requestID)]
 	if !ok {
 		return order.Order{}, order.ErrNotFound
 	}
@@ -221,3 +221,46 @@ func (s *memStore) TakeSlot(context.Context, string, time.Duration, time.Time) (
 func (s *memStore) ReleaseSlot(context.Context, string, time.Duration, time.Time) error { return nil }
 
 func (s *memStore) PurgeSlots(context.Context, time.Time) (int64, error) { return 0, nil }
+
+// Service mode is off in the benchmarks (no service key), so these are
+// never reached: the use cases record no events without it.
+
+func (s *memStore) Products(context.Context, string, bool) ([]order.Product, error) {
+	return nil, errNotBenchmarked
+}
+func (s *memStore) InsertProduct(context.Context, order.Product) error  { return errNotBenchmarked }
+func (s *memStore) ReplaceProduct(context.Context, order.Product) error { return errNotBenchmarked }
+func (s *memStore) InsertApp(context.Context, order.App) error          { return errNotBenchmarked }
+func (s *memStore) App(context.Context, string) (order.App, error) {
+	return order.App{}, order.ErrNotFound
+}
+func (s *memStore) Apps(context.Context) ([]order.App, error)   { return nil, errNotBenchmarked }
+func (s *memStore) ReplaceApp(context.Context, order.App) error { return errNotBenchmarked }
+func (s *memStore) SetEndpointStatus(context.Context, string, string, order.EndpointStatus, string) error {
+	return errNotBenchmarked
+}
+func (s *memStore) InsertEvent(context.Context, order.Event) error { return errNotBenchmarked }
+func (s *memStore) Event(context.Context, string) (order.Event, error) {
+	return order.Event{}, errNotBenchmarked
+}
+func (s *memStore) EventsOf(context.Context, string, string, time.Time, string, int) ([]order.Event, error) {
+	return nil, errNotBenchmarked
+}
+func (s *memStore) DueEvents(context.Context, time.Time, int) ([]order.Event, error) {
+	return nil, errNotBenchmarked
+}
+func (s *memStore) MissingEvents(context.Context, []string) ([]string, error) {
+	return nil, errNotBenchmarked
+}
+func (s *memStore) SetDeliveries(context.Context, order.Event, ...*order.Delivery) error {
+	return errNotBenchmarked
+}
+func (s *memStore) OrdersCreatedAfter(context.Context, time.Time, time.Time, string, int) ([]order.Order, error) {
+	return nil, errNotBenchmarked
+}
+func (s *memStore) TakeOnce(context.Context, string, time.Time) (bool, error) {
+	return false, errNotBenchmarked
+}
+func (s *memStore) OnceExpiry(context.Context, string) (time.Time, error) {
+	return time.Time{}, errNotBenchmarked
+}

@@ -270,7 +270,7 @@ func driveEveryFunction(t *testing.T, s *stack, f *fleet) {
 	}
 
 	// closeExpired: an unpaid order past its expiry is closed, once.
-	latte, err := s.store.Product(ctx, "latte")
+	latte, err := s.store.Product(ctx, order.DefaultApp, "latte")
 	if err != nil {
 		t.Fatal(err)
 	}

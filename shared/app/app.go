@@ -54,6 +54,17 @@ type Config struct {
 	// Jobs tunes closeExpired and reconcile; the zero value is the defaults.
 	Jobs JobOptions
 
+	// ServiceKey turns service mode on (client apps, the signed server API,
+	// webhooks): it derives the apps' API key secrets and seals their
+	// webhook secrets. At least 32 bytes; nil leaves service mode off.
+	ServiceKey []byte
+	// Webhooks configure delivery in service mode.
+	Webhooks WebhookOptions
+	// BoundAppIDs are the merchant's appids, for a function without the
+	// channel (the operator's app administration); the channel's own list
+	// wins when there is one.
+	BoundAppIDs []string
+
 	OrderTTL   time.Duration    // default DefaultOrderTTL
 	Now        func() time.Time // default time.Now
 	NewOrderID func() string    // default NewOrderID
@@ -74,6 +85,9 @@ type App struct {
 	maxOpen  int
 	queryGap time.Duration
 	jobs     JobOptions
+	svc      *serviceKeys // nil: service mode is off
+	bound    []string
+	hooks    WebhookOptions
 	now      func() time.Time
 	newID    func() string
 	log      *slog.Logger
@@ -109,6 +123,16 @@ func New(cfg Config) *App {
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
+	}
+	a.hooks = cfg.Webhooks
+	a.bound = cfg.BoundAppIDs
+	if cfg.ServiceKey != nil {
+		svc, err := newServiceKeys(cfg.ServiceKey)
+		if err != nil {
+			a.log.Error("service mode is off: the service key is unusable", "err", err)
+		} else {
+			a.svc = svc
+		}
 	}
 	return a
 }
@@ -211,6 +235,16 @@ type CreateOrderInput struct {
 // PRODUCT_NOT_FOUND, PRODUCT_NOT_ON_SALE, ORDER_TOO_LARGE,
 // IDEMPOTENCY_CONFLICT, TOO_MANY_OPEN_ORDERS, STORE_UNAVAILABLE.
 func (a *App) CreateOrder(ctx context.Context, caller string, in CreateOrderInput) (o order.Order, created bool, err error) {
+	return a.createOrder(ctx, newOrder{app: order.DefaultApp, owner: caller}, in)
+}
+
+// newOrder is who an order is created for: its app, its buyer, and for a
+// service app the payer's openid, the appid and the attach text.
+type newOrder struct {
+	app, owner, payer, wechatAppID, attach string
+}
+
+func (a *App) createOrder(ctx context.Context, who newOrder, in CreateOrderInput) (o order.Order, created bool, err error) {
 	switch {
 	case !productIDPattern.MatchString(in.ProductID):
 		return order.Order{}, false, Errorf(KindInvalid, CodeInvalidProductID, "product_id must be 1-64 characters of A-Z a-z 0-9 _ -")
@@ -219,10 +253,10 @@ func (a *App) CreateOrder(ctx context.Context, caller string, in CreateOrderInpu
 	case !requestIDPattern.MatchString(in.RequestID):
 		return order.Order{}, false, Errorf(KindInvalid, CodeInvalidRequestID, "request_id must be 1-64 characters of A-Z a-z 0-9 _ . : -")
 	}
-	if prev, found, err := a.replay(ctx, caller, in); found || err != nil {
+	if prev, found, err := a.replay(ctx, who, in); found || err != nil {
 		return prev, false, err
 	}
-	p, err := a.store.Product(ctx, in.ProductID)
+	p, err := a.store.Product(ctx, who.app, in.ProductID)
 	if errors.Is(err, order.ErrNotFound) {
 		return order.Order{}, false, Errorf(KindNotFound, CodeProductNotFound, "no product %q", in.ProductID)
 	} else if err != nil {
@@ -231,24 +265,31 @@ func (a *App) CreateOrder(ctx context.Context, caller string, in CreateOrderInpu
 	if !p.Active {
 		return order.Order{}, false, Errorf(KindConflict, CodeProductNotOnSale, "product %q is not on sale", in.ProductID)
 	}
-	if err := a.checkOpenOrders(ctx, caller); err != nil {
+	if err := a.checkOpenOrders(ctx, who.owner); err != nil {
 		return order.Order{}, false, err
 	}
-	o, err = order.NewOrder(a.newID(), caller, in.RequestID, p, in.Quantity, a.now(), a.ttl)
+	o, err = order.NewOrder(a.newID(), who.owner, in.RequestID, p, in.Quantity, a.now(), a.ttl)
 	if err != nil {
 		return order.Order{}, false, &Error{Kind: KindInvalid, Code: CodeOrderTooLarge, Message: fmt.Sprintf("the order total is over the limit of %d fen", order.MaxTotalFen), Err: err}
 	}
+	o.AppID, o.PayerOpenID, o.WeChatAppID, o.Attach = who.app, who.payer, who.wechatAppID, who.attach
 	err = a.store.InsertOrder(ctx, o)
 	if errors.Is(err, order.ErrDuplicate) {
 		// A concurrent request with the same request id won the insert.
-		if prev, found, rerr := a.replay(ctx, caller, in); found || rerr != nil {
+		if prev, found, rerr := a.replay(ctx, who, in); found || rerr != nil {
 			return prev, false, rerr
 		}
 		return order.Order{}, false, storeError("insert order", err)
 	} else if err != nil {
 		return order.Order{}, false, storeError("insert order", err)
 	}
-	a.log.InfoContext(ctx, "order created", "order_id", o.ID, "product_id", o.ProductID, "quantity", o.Quantity, "total_fen", o.TotalFen)
+	a.log.InfoContext(ctx, "order created", "order_id", o.ID, "app_id", o.AppID, "product_id", o.ProductID, "quantity", o.Quantity, "total_fen", o.TotalFen)
+	ev, err := a.ensureCreated(ctx, o)
+	if err != nil {
+		// The order stands; the dispatcher's sweep records its event.
+		a.log.WarnContext(ctx, "order.created event not recorded yet; the dispatcher repairs it", "order_id", o.ID, "err", err)
+	}
+	a.deliverNow(ctx, ev)
 	return o, true, nil
 }
 
@@ -271,15 +312,19 @@ func (a *App) checkOpenOrders(ctx context.Context, caller string) error {
 }
 
 // replay finds the caller's earlier order for the same request id.
-func (a *App) replay(ctx context.Context, caller string, in CreateOrderInput) (order.Order, bool, error) {
-	prev, err := a.store.OrderByRequest(ctx, caller, in.RequestID)
+func (a *App) replay(ctx context.Context, who newOrder, in CreateOrderInput) (order.Order, bool, error) {
+	prev, err := a.store.OrderByRequest(ctx, who.app, who.owner, in.RequestID)
 	if errors.Is(err, order.ErrNotFound) {
 		return order.Order{}, false, nil
 	} else if err != nil {
 		return order.Order{}, false, storeError("load order by request id", err)
 	}
-	if prev.ProductID != in.ProductID || prev.Quantity != in.Quantity {
+	if prev.ProductID != in.ProductID || prev.Quantity != in.Quantity || prev.Attach != who.attach ||
+		prev.PayerOpenID != who.payer || (who.wechatAppID != "" && prev.WeChatAppID != who.wechatAppID) {
 		return order.Order{}, true, Errorf(KindConflict, CodeIdempotencyConflict, "request_id %q was already used for a different order", in.RequestID)
+	}
+	if _, err := a.ensureCreated(ctx, prev); err != nil {
+		a.log.WarnContext(ctx, "order.created event not recorded yet; the dispatcher repairs it", "order_id", prev.ID, "err", err)
 	}
 	return prev, true, nil
 }
@@ -299,6 +344,12 @@ func (a *App) Pay(ctx context.Context, caller, orderID string) (PayResult, error
 	if err != nil {
 		return PayResult{}, err
 	}
+	return a.pay(ctx, o)
+}
+
+// pay returns signed wx.requestPayment parameters for an unpaid order.
+func (a *App) pay(ctx context.Context, o order.Order) (PayResult, error) {
+	var err error
 	now := a.now()
 	if o.Status != order.StatusNotPay {
 		return PayResult{}, Errorf(KindConflict, CodeOrderNotPayable, "order %s is %s and cannot be paid", o.ID, o.Status)
@@ -309,10 +360,11 @@ func (a *App) Pay(ctx context.Context, caller, orderID string) (PayResult, error
 	prepayID := o.PrepayID
 	if prepayID == "" || !now.Before(o.PrepayExpiresAt) {
 		prepayID, err = a.channel.Prepay(ctx, PrepayRequest{
+			AppID:       o.WeChatAppID,
 			OutTradeNo:  o.ID,
 			Description: o.Product.Title,
 			TotalFen:    o.TotalFen,
-			PayerOpenID: o.Owner,
+			PayerOpenID: o.Payer(),
 			// Always the order's own expiry, so a repeated prepay carries
 			// identical parameters and WeChat re-issues instead of refusing.
 			TimeExpire: o.ExpiresAt,
@@ -324,7 +376,7 @@ func (a *App) Pay(ctx context.Context, caller, orderID string) (PayResult, error
 			return PayResult{}, storeError("save prepay id", err)
 		}
 	}
-	params, err := a.channel.PaymentParams(prepayID)
+	params, err := a.channel.PaymentParams(o.WeChatAppID, prepayID)
 	if err != nil {
 		return PayResult{}, fmt.Errorf("sign payment params for %s: %w", o.ID, err)
 	}
@@ -422,8 +474,17 @@ func (a *App) ownOrder(ctx context.Context, caller, orderID string) (order.Order
 	if !orderIDPattern.MatchString(orderID) {
 		return order.Order{}, Errorf(KindInvalid, CodeInvalidOrderID, "order_id must be the 6-32 character id createOrder returned")
 	}
+	return a.appOrder(ctx, order.DefaultApp, caller, orderID)
+}
+
+// appOrder loads orderID and hides it unless it is appID's and, when owner
+// is set, owner's: anyone else's order answers exactly like a missing one.
+func (a *App) appOrder(ctx context.Context, appID, owner, orderID string) (order.Order, error) {
+	if !orderIDPattern.MatchString(orderID) {
+		return order.Order{}, Errorf(KindInvalid, CodeInvalidOrderID, "order_id must be the 6-32 character id createOrder returned")
+	}
 	o, err := a.store.Order(ctx, orderID)
-	if errors.Is(err, order.ErrNotFound) || (err == nil && o.Owner != caller) {
+	if errors.Is(err, order.ErrNotFound) || (err == nil && (o.AppID != appID || (owner != "" && o.Owner != owner))) {
 		return order.Order{}, Errorf(KindNotFound, CodeOrderNotFound, "no order %s", orderID)
 	} else if err != nil {
 		return order.Order{}, storeError("load order", err)

@@ -47,6 +47,12 @@ type RefundInput struct {
 // IDEMPOTENCY_CONFLICT, REFUND_REJECTED, STORE_UNAVAILABLE,
 // PAYMENT_CHANNEL_UNAVAILABLE (the refund stays REFUNDING: retry it).
 func (a *App) Refund(ctx context.Context, in RefundInput) (order.Refund, bool, error) {
+	return a.refund(ctx, in, "", "")
+}
+
+// refund is Refund for the operator (appID "") or for a service app, whose
+// own refund id is kept on the record.
+func (a *App) refund(ctx context.Context, in RefundInput, appID, requestID string) (order.Refund, bool, error) {
 	switch {
 	case !orderIDPattern.MatchString(in.OrderID):
 		return order.Refund{}, false, Errorf(KindInvalid, CodeInvalidOrderID, "order_id must be a payfn order id")
@@ -61,6 +67,9 @@ func (a *App) Refund(ctx context.Context, in RefundInput) (order.Refund, bool, e
 		return r, false, err
 	}
 	o, err := a.store.Order(ctx, in.OrderID)
+	if err == nil && appID != "" && o.AppID != appID {
+		err = order.ErrNotFound
+	}
 	if errors.Is(err, order.ErrNotFound) {
 		return order.Refund{}, false, Errorf(KindNotFound, CodeOrderNotFound, "no order %s", in.OrderID)
 	} else if err != nil {
@@ -70,7 +79,7 @@ func (a *App) Refund(ctx context.Context, in RefundInput) (order.Refund, bool, e
 	if err != nil {
 		return order.Refund{}, false, err
 	}
-	r, created, err := a.admitRefund(ctx, in, paid)
+	r, created, err := a.admitRefund(ctx, in, paid, o.AppID, requestID)
 	if err != nil || !created {
 		return r, false, err
 	}
@@ -128,7 +137,7 @@ func (a *App) paidTotal(ctx context.Context, o order.Order) (int64, error) {
 // admitRefund takes the order's next refund slot if the amount still fits.
 // Slots are unique per order, so concurrent refunds are admitted one at a
 // time, each checking the sum of those admitted before it.
-func (a *App) admitRefund(ctx context.Context, in RefundInput, paid int64) (order.Refund, bool, error) {
+func (a *App) admitRefund(ctx context.Context, in RefundInput, paid int64, appID, requestID string) (order.Refund, bool, error) {
 	for range maxRefundSlotAttempts {
 		refunds, err := a.store.Refunds(ctx, in.OrderID)
 		if err != nil {
@@ -150,7 +159,7 @@ func (a *App) admitRefund(ctx context.Context, in RefundInput, paid int64) (orde
 				Message: fmt.Sprintf("refunding %d fen would exceed the %d fen paid (%d fen already refunded or refunding)", in.AmountFen, paid, held), Err: err}
 		}
 		now := a.now().UTC().Truncate(time.Millisecond)
-		r := order.Refund{ID: in.OutRefundNo, OrderID: in.OrderID, Slot: slot + 1, AmountFen: in.AmountFen,
+		r := order.Refund{ID: in.OutRefundNo, AppID: appID, RequestID: requestID, OrderID: in.OrderID, Slot: slot + 1, AmountFen: in.AmountFen,
 			Reason: in.Reason, Status: order.RefundPending, CreatedAt: now, UpdatedAt: now}
 		err = a.store.InsertRefund(ctx, r)
 		if err == nil {
@@ -227,19 +236,43 @@ func (a *App) decideRefund(ctx context.Context, r order.Refund, res RefundResult
 		return r, storeError("claim refund outcome", err)
 	}
 	if r.Status != d.Status {
+		after := r
+		after.Status, after.RefundID, after.UpdatedAt = d.Status, d.RefundID, d.DecidedAt
+		if !d.SucceededAt.IsZero() {
+			t := d.SucceededAt
+			after.SucceededAt = &t
+		}
+		ev, err := a.emitRefund(ctx, d, after)
+		if err != nil {
+			return r, err
+		}
 		if err := a.store.ApplyRefund(ctx, d); err != nil {
 			return r, storeError("apply refund outcome", err)
 		}
-		r.Status, r.RefundID, r.UpdatedAt = d.Status, d.RefundID, d.DecidedAt
-		if !d.SucceededAt.IsZero() {
-			t := d.SucceededAt
-			r.SucceededAt = &t
-		}
+		r = after
+		a.deliverNow(ctx, ev)
 	}
 	if won {
 		a.log.InfoContext(ctx, "refund decided", "order_id", r.OrderID, "out_refund_no", r.ID, "status", d.Status, "amount_fen", r.AmountFen)
 	}
 	return r, nil
+}
+
+// emitRefund records the event of a refund's decision, before the decision
+// is written onto the refund (see apply).
+func (a *App) emitRefund(ctx context.Context, d order.RefundDecision, r order.Refund) (*order.Event, error) {
+	if a.svc == nil {
+		return nil, nil
+	}
+	o, err := a.store.Order(ctx, r.OrderID)
+	if err != nil {
+		return nil, storeError("load order "+r.OrderID, err)
+	}
+	typ := order.EventRefundSucceeded
+	if d.Status == order.RefundFailed {
+		typ = order.EventRefundFailed
+	}
+	return a.emit(ctx, d.Key, typ, o, &r)
 }
 
 // VerifyRefund handles a WeChat Pay refund notification exactly as

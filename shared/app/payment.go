@@ -56,7 +56,7 @@ func (a *App) VerifyPayment(ctx context.Context, header http.Header, body []byte
 		log().WarnContext(ctx, "notification is not a successful payment; acknowledged without change", "event_type", n.EventType, "trade_state", tx.TradeState)
 		return nil
 	}
-	if tx.AppID != a.channel.AppID() || tx.MchID != a.channel.MchID() || tx.Currency != order.Currency || tx.TransactionID == "" {
+	if !contains(a.channel.AppIDs(), tx.AppID) || tx.MchID != a.channel.MchID() || tx.Currency != order.Currency || tx.TransactionID == "" {
 		log().ErrorContext(ctx, "verified notification does not belong to this merchant; rejected", "appid", tx.AppID, "mchid", tx.MchID, "currency", tx.Currency)
 		return Errorf(KindInvalid, CodeNotificationMismatch, "the notification's appid, mchid, currency or transaction id does not match this merchant")
 	}
@@ -70,6 +70,10 @@ func (a *App) VerifyPayment(ctx context.Context, header http.Header, body []byte
 		return Errorf(KindNotFound, CodeOrderNotFound, "no order %s", tx.OutTradeNo)
 	} else if err != nil {
 		return storeError("load order", err)
+	}
+	if tx.AppID != a.orderAppID(o) {
+		log().ErrorContext(ctx, "verified notification names another appid than its order was paid under; rejected", "appid", tx.AppID)
+		return Errorf(KindInvalid, CodeNotificationMismatch, "the notification's appid does not match the order's")
 	}
 	_, err = a.settlePaid(ctx, o, tx, "notification", n.ID)
 	return err
@@ -92,7 +96,7 @@ func (a *App) settlePaid(ctx context.Context, o order.Order, tx Transaction, sou
 	// The ledger row comes first: whatever the order's fate, the money that
 	// arrived is on record.
 	err := a.store.RecordPayment(ctx, order.Payment{
-		TransactionID: tx.TransactionID, OutTradeNo: o.ID, AppID: tx.AppID, MchID: tx.MchID,
+		TransactionID: tx.TransactionID, App: o.AppID, OutTradeNo: o.ID, AppID: tx.AppID, MchID: tx.MchID,
 		TradeState: tx.TradeState, TotalFen: tx.TotalFen, PayerTotalFen: tx.PayerTotalFen,
 		Currency: currency, PayerOpenID: tx.PayerOpenID, SuccessTime: paidAt,
 		Source: source, NotificationID: notificationID, Matched: matched, RecordedAt: now,
@@ -256,10 +260,17 @@ func (a *App) apply(ctx context.Context, o order.Order, c order.Claim) (order.Or
 	if err := order.Transition(o.Status, c.Status); err != nil {
 		return order.Order{}, fmt.Errorf("apply claim %s to order %s: %w", c.Key, o.ID, err)
 	}
+	// The event first: an order never shows a decision whose event is not
+	// recorded, and rolling the claim forward again inserts it at most once.
+	ev, err := a.emit(ctx, c.Key, claimEventType(c.Status), withClaim(o, c), nil)
+	if err != nil {
+		return order.Order{}, err
+	}
 	if err := a.store.ApplyClaim(ctx, c); err != nil {
 		return order.Order{}, storeError("apply settlement", err)
 	}
 	o = withClaim(o, c)
+	a.deliverNow(ctx, ev)
 	if c.Status != order.StatusClosed {
 		return o, nil
 	}
@@ -269,9 +280,14 @@ func (a *App) apply(ctx context.Context, o order.Order, c order.Claim) (order.Or
 	} else if err != nil {
 		return order.Order{}, storeError("look for a late payment", err)
 	}
+	ev, err = a.emit(ctx, late.Key, claimEventType(late.Status), withClaim(o, late), nil)
+	if err != nil {
+		return order.Order{}, err
+	}
 	if err := a.store.ApplyClaim(ctx, late); err != nil {
 		return order.Order{}, storeError("apply late payment", err)
 	}
+	a.deliverNow(ctx, ev)
 	a.log.WarnContext(ctx, "a late CLOSED write met a late payment; the payment's decision was written again", "order_id", o.ID, "transaction_id", late.TransactionID)
 	return withClaim(o, late), nil
 }
@@ -315,7 +331,7 @@ func (a *App) reconcile(ctx context.Context, o order.Order) (order.Order, error)
 
 // checkQueryReply refuses a query reply about another merchant or order.
 func (a *App) checkQueryReply(o order.Order, tx Transaction) error {
-	if tx.AppID != a.channel.AppID() || tx.MchID != a.channel.MchID() || tx.OutTradeNo != o.ID {
+	if tx.AppID != a.orderAppID(o) || tx.MchID != a.channel.MchID() || tx.OutTradeNo != o.ID {
 		return fmt.Errorf("query %s: reply names appid %q mchid %q out_trade_no %q", o.ID, tx.AppID, tx.MchID, tx.OutTradeNo)
 	}
 	return nil
@@ -350,4 +366,12 @@ func (a *App) redecidePayment(ctx context.Context, p order.Payment) (before, aft
 	default:
 		return o, o, nil // WeChat Pay does not confirm it yet: ask again next run
 	}
+}
+
+// orderAppID is the WeChat appid an order is paid under.
+func (a *App) orderAppID(o order.Order) string {
+	if o.WeChatAppID != "" {
+		return o.WeChatAppID
+	}
+	return a.channel.AppID()
 }

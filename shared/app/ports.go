@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/payfn/payfn/shared/order"
+	"github.com/payfn/payfn/shared/webhook"
 )
 
 // Store persists products, orders, the payments ledger and claims.
@@ -15,16 +16,16 @@ import (
 // order.ErrDuplicate, tested with errors.Is. Any other error means the store
 // could not answer (it may be down) and the caller must not assume anything.
 type Store interface {
-	// Product returns the product with id, or order.ErrNotFound.
-	Product(ctx context.Context, id string) (order.Product, error)
+	// Product returns appID's product with id, or order.ErrNotFound.
+	Product(ctx context.Context, appID, id string) (order.Product, error)
 	// InsertOrder writes a new order. It returns order.ErrDuplicate when the
 	// order id or the (owner, request id) idempotency key is already taken.
 	InsertOrder(ctx context.Context, o order.Order) error
 	// Order returns the order with id (its out_trade_no), or order.ErrNotFound.
 	Order(ctx context.Context, id string) (order.Order, error)
-	// OrderByRequest returns the owner's order created with requestID, or
-	// order.ErrNotFound.
-	OrderByRequest(ctx context.Context, owner, requestID string) (order.Order, error)
+	// OrderByRequest returns the owner's order in appID created with
+	// requestID, or order.ErrNotFound.
+	OrderByRequest(ctx context.Context, appID, owner, requestID string) (order.Order, error)
 	// SetPrepay records the prepay id WeChat Pay issued for the order and when
 	// it stops being usable. It does not change the status.
 	SetPrepay(ctx context.Context, orderID, prepayID string, expiresAt time.Time) error
@@ -99,6 +100,63 @@ type Store interface {
 	SetBackoff(ctx context.Context, key string, failures int, next time.Time, reason string) error
 	// ClearBackoff forgets an item's backoff.
 	ClearBackoff(ctx context.Context, key string) error
+
+	ServiceStore
+}
+
+// ServiceStore is what service mode adds: apps, their products, the events
+// outbox, and insert-once keys with an expiry.
+type ServiceStore interface {
+	// Products lists appID's products by id (only those on sale when
+	// activeOnly).
+	Products(ctx context.Context, appID string, activeOnly bool) ([]order.Product, error)
+	// InsertProduct writes a new product; order.ErrDuplicate when its app
+	// has one with that id.
+	InsertProduct(ctx context.Context, p order.Product) error
+	// ReplaceProduct overwrites a product; order.ErrNotFound when absent.
+	ReplaceProduct(ctx context.Context, p order.Product) error
+
+	// InsertApp writes a new app; order.ErrDuplicate when the id is taken.
+	InsertApp(ctx context.Context, a order.App) error
+	// App returns the app with id, or order.ErrNotFound.
+	App(ctx context.Context, id string) (order.App, error)
+	// Apps lists every app by id.
+	Apps(ctx context.Context) ([]order.App, error)
+	// ReplaceApp overwrites an app; order.ErrNotFound when absent.
+	ReplaceApp(ctx context.Context, a order.App) error
+	// SetEndpointStatus enables or disables one endpoint of an app and
+	// touches nothing else.
+	SetEndpointStatus(ctx context.Context, appID, endpointID string, s order.EndpointStatus, reason string) error
+
+	// InsertEvent writes an event; order.ErrDuplicate when its id exists.
+	InsertEvent(ctx context.Context, e order.Event) error
+	// Event returns the event with id, or order.ErrNotFound.
+	Event(ctx context.Context, id string) (order.Event, error)
+	// EventsOf lists appID's events newest first, older than the cursor
+	// (zero: from the newest); orderID, when set, keeps that order's.
+	EventsOf(ctx context.Context, appID, orderID string, beforeAt time.Time, beforeID string, limit int) ([]order.Event, error)
+	// DueEvents lists events with a delivery due at or before now.
+	DueEvents(ctx context.Context, now time.Time, limit int) ([]order.Event, error)
+	// MissingEvents returns those of ids no event has.
+	MissingEvents(ctx context.Context, ids []string) ([]string, error)
+	// SetDeliveries records the given deliveries of e and e's summary
+	// (Pending, NextAt), leaving its other deliveries as they are.
+	SetDeliveries(ctx context.Context, e order.Event, ds ...*order.Delivery) error
+	// OrdersCreatedAfter lists orders of every status created before t, by
+	// (created_at, id), after the cursor.
+	OrdersCreatedAfter(ctx context.Context, createdBefore, afterAt time.Time, afterID string, limit int) ([]order.Order, error)
+	// TakeOnce inserts key unless it exists and reports whether this
+	// caller did; the key lives until expireAt (and is purged after).
+	TakeOnce(ctx context.Context, key string, expireAt time.Time) (bool, error)
+	// OnceExpiry returns when a key TakeOnce inserted expires, or
+	// order.ErrNotFound.
+	OnceExpiry(ctx context.Context, key string) (time.Time, error)
+}
+
+// WebhookSender posts one signed webhook; shared/webhook implements it.
+// It never returns an error: the outcome of the attempt is the result.
+type WebhookSender interface {
+	Send(ctx context.Context, url string, header http.Header, body []byte) webhook.Result
 }
 
 // Channel is the payment channel (WeChat Pay APIv3). shared/wxpay implements
@@ -109,8 +167,9 @@ type Channel interface {
 	// Prepay creates (or, with identical parameters, re-creates) the JSAPI
 	// order at WeChat Pay and returns its prepay id.
 	Prepay(ctx context.Context, req PrepayRequest) (string, error)
-	// PaymentParams signs the parameters wx.requestPayment needs for prepayID.
-	PaymentParams(prepayID string) (PaymentParams, error)
+	// PaymentParams signs the parameters wx.requestPayment needs for
+	// prepayID, issued under appID ("" for the channel's default appid).
+	PaymentParams(appID, prepayID string) (PaymentParams, error)
 	// QueryOrder asks WeChat Pay for the order's current state.
 	QueryOrder(ctx context.Context, outTradeNo string) (Transaction, error)
 	// CloseOrder closes an unpaid order at WeChat Pay.
@@ -129,7 +188,10 @@ type Channel interface {
 	// ParseNotification and decrypts its refund.
 	ParseRefundNotification(ctx context.Context, header http.Header, body []byte) (RefundNotification, error)
 	// AppID and MchID are the merchant identifiers notifications must carry.
+	// AppID is the default appid; AppIDs lists every appid bound to the
+	// merchant, the default first. An order is paid under one of them.
 	AppID() string
+	AppIDs() []string
 	MchID() string
 }
 
@@ -143,6 +205,7 @@ var (
 // PrepayRequest is what the channel sends to create a JSAPI order. appid,
 // mchid and notify_url come from the channel's own configuration.
 type PrepayRequest struct {
+	AppID       string // one of the channel's AppIDs; "" for its default
 	OutTradeNo  string
 	Description string
 	TotalFen    int64

@@ -73,6 +73,14 @@ type Config struct {
 
 	OrderTTL time.Duration // PAYFN_ORDER_TTL: how long an order may wait for payment, default 30m
 
+	// Service mode. ServiceKey (PAYFN_SERVICE_KEY, secret, at least 32
+	// bytes) turns it on: it derives the apps' API key secrets and seals
+	// their webhook secrets. WebhookAllowPrivate
+	// (PAYFN_WEBHOOK_ALLOW_PRIVATE=true) lets webhooks go to loopback and
+	// private addresses: for the local stack, never for a public one.
+	ServiceKey          string
+	WebhookAllowPrivate bool
+
 	// Abuse limits and job tuning.
 	MaxOpenOrders  int           // PAYFN_MAX_OPEN_ORDERS: a buyer's unpaid, unexpired orders at most, default 20; -1 none
 	QueryInterval  time.Duration // PAYFN_QUERY_INTERVAL: queryOrder asks WeChat Pay about one order at most this often, default 5s; -1 every time
@@ -109,6 +117,7 @@ const (
 	PartSessions             // session tokens
 	PartPay                  // WeChat Pay merchant
 	PartAdmin                // the merchant's admin key
+	PartService              // service mode's key
 )
 
 // Load reads the settings through getenv (os.Getenv in a function) and
@@ -183,6 +192,8 @@ func Load(getenv func(string) string) (Config, error) {
 		AdminKey:              getenv("PAYFN_ADMIN_KEY"),
 		AdminKeyPrevious:      getenv("PAYFN_ADMIN_KEY_PREVIOUS"),
 		OrderTTL:              duration("PAYFN_ORDER_TTL", 30*time.Minute),
+		ServiceKey:            getenv("PAYFN_SERVICE_KEY"),
+		WebhookAllowPrivate:   boolean("PAYFN_WEBHOOK_ALLOW_PRIVATE"),
 		MaxOpenOrders:         integer("PAYFN_MAX_OPEN_ORDERS", 20, 1, 10000, true),
 		JobParallelism:        integer("PAYFN_JOB_PARALLELISM", 4, 1, 32, false),
 		SecretSource:          strings.TrimSpace(getenv("PAYFN_SECRET_SOURCE")),
@@ -223,6 +234,7 @@ func Load(getenv func(string) string) (Config, error) {
 	for _, k := range []struct{ name, v string }{
 		{"PAYFN_SESSION_SECRET", c.SessionSecret}, {"PAYFN_SESSION_SECRET_PREVIOUS", c.SessionSecretPrevious},
 		{"PAYFN_ADMIN_KEY", c.AdminKey}, {"PAYFN_ADMIN_KEY_PREVIOUS", c.AdminKeyPrevious},
+		{"PAYFN_SERVICE_KEY", c.ServiceKey},
 	} {
 		if k.v != "" && len(k.v) < 32 {
 			errs = append(errs, fmt.Errorf("%s is %d bytes; use at least 32 random bytes", k.name, len(k.v)))
@@ -286,6 +298,8 @@ func (c Config) Need(parts ...Part) error {
 			need("PAYFN_SESSION_SECRET", c.SessionSecret)
 		case PartAdmin:
 			need("PAYFN_ADMIN_KEY", c.AdminKey)
+		case PartService:
+			need("PAYFN_SERVICE_KEY", c.ServiceKey)
 		case PartPay:
 			need("WECHAT_APPID", c.AppID)
 			need("WECHATPAY_MCHID", c.MchID)
@@ -332,6 +346,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("wechatpay_refund_notify_url", c.RefundNotifyURL),
 		slog.String("admin_key", set(c.AdminKey)),
 		slog.String("admin_key_previous", set(c.AdminKeyPrevious)),
+		slog.String("service_key", set(c.ServiceKey)),
+		slog.Bool("webhook_allow_private", c.WebhookAllowPrivate),
 		slog.Duration("order_ttl", c.OrderTTL),
 		slog.Int("max_open_orders", c.MaxOpenOrders),
 		slog.Duration("query_interval", c.QueryInterval),

@@ -37,7 +37,10 @@ var (
 // Product is something the merchant sells. Prices live only here, on the
 // server: a client never sends one.
 type Product struct {
-	ID          string `bson:"_id" json:"id"`
+	// ID is the product's id within its app; the store keys it by
+	// ProductKey(AppID, ID).
+	ID          string `bson:"-" json:"id"`
+	AppID       string `bson:"app_id,omitempty" json:"-"`
 	Title       string `bson:"title" json:"title"`
 	Summary     string `bson:"summary" json:"summary"`
 	Description string `bson:"description" json:"description"`
@@ -71,7 +74,8 @@ type Snapshot struct {
 // Order is one purchase. Its ID is the out_trade_no sent to WeChat Pay.
 type Order struct {
 	ID        string   `bson:"_id" json:"order_id"`
-	Owner     string   `bson:"owner" json:"-"`
+	AppID     string   `bson:"app_id,omitempty" json:"-"` // DefaultApp when read back empty
+	Owner     string   `bson:"owner" json:"-"`            // the buyer: an openid, or an app's buyer reference
 	RequestID string   `bson:"request_id" json:"request_id"`
 	ProductID string   `bson:"product_id" json:"product_id"`
 	Quantity  int64    `bson:"quantity" json:"quantity"`
@@ -79,6 +83,14 @@ type Order struct {
 	Currency  string   `bson:"currency" json:"currency"`
 	Status    Status   `bson:"status" json:"status"`
 	Product   Snapshot `bson:"product" json:"product"`
+
+	// Attach is the app's text carried to every event of the order.
+	Attach string `bson:"attach,omitempty" json:"-"`
+	// PayerOpenID is who pays at WeChat Pay when it is not the owner (a
+	// service app names its buyers its own way); WeChatAppID is the appid
+	// the order is paid under when it is not the channel's default.
+	PayerOpenID string `bson:"payer_openid,omitempty" json:"-"`
+	WeChatAppID string `bson:"wechat_appid,omitempty" json:"-"`
 
 	PrepayID        string    `bson:"prepay_id,omitempty" json:"-"`
 	PrepayExpiresAt time.Time `bson:"prepay_expires_at,omitempty" json:"-"`
@@ -92,10 +104,28 @@ type Order struct {
 
 // RequestKey is the order's idempotency key as stored: one buyer's request id
 // never collides with another buyer's.
-func (o Order) RequestKey() string { return RequestKey(o.Owner, o.RequestID) }
+func (o Order) RequestKey() string { return AppRequestKey(o.AppID, o.Owner, o.RequestID) }
 
 // RequestKey joins an owner and a request id into the unique idempotency key.
 func RequestKey(owner, requestID string) string { return owner + "/" + requestID }
+
+// AppRequestKey is RequestKey within an app. The default app's keys are
+// unchanged; another app's start with its id and a colon, which no openid
+// contains, so apps never share a key.
+func AppRequestKey(appID, owner, requestID string) string {
+	if appID == DefaultApp || appID == "" {
+		return RequestKey(owner, requestID)
+	}
+	return appID + ":" + RequestKey(owner, requestID)
+}
+
+// Payer is the openid that pays the order at WeChat Pay.
+func (o Order) Payer() string {
+	if o.PayerOpenID != "" {
+		return o.PayerOpenID
+	}
+	return o.Owner
+}
 
 // NewOrder prices an order from the product on the server. It returns an
 // error for an inactive product or a quantity outside 1..MaxQuantity.
@@ -117,6 +147,7 @@ func NewOrder(id, owner, requestID string, p Product, quantity int64, now time.T
 	now = now.UTC().Truncate(time.Millisecond) // BSON dates keep milliseconds
 	return Order{
 		ID:        id,
+		AppID:     DefaultApp,
 		Owner:     owner,
 		RequestID: requestID,
 		ProductID: p.ID,

@@ -36,6 +36,8 @@ func (s RefundStatus) Final() bool { return s.Valid() && s != RefundPending }
 // order are admitted one at a time and their sum can be checked exactly.
 type Refund struct {
 	ID          string       `bson:"_id" json:"out_refund_no"`
+	AppID       string       `bson:"app_id,omitempty" json:"-"`     // DefaultApp when read back empty
+	RequestID   string       `bson:"request_id,omitempty" json:"-"` // a service app's own refund id
 	OrderID     string       `bson:"order_id" json:"order_id"`
 	Slot        int          `bson:"slot" json:"-"`
 	AmountFen   int64        `bson:"amount_fen" json:"amount_fen"`

@@ -57,6 +57,7 @@ func Transition(from, to Status) error {
 // payment, matching or not, and doubles as the audit trail.
 type Payment struct {
 	TransactionID  string    `bson:"_id" json:"transaction_id"`
+	App            string    `bson:"app_id,omitempty" json:"app_id,omitempty"` // the payfn app of the order
 	OutTradeNo     string    `bson:"out_trade_no" json:"out_trade_no"`
 	AppID          string    `bson:"appid" json:"appid"`
 	MchID          string    `bson:"mchid" json:"mchid"`

@@ -19,7 +19,7 @@ import (
 // noOrderFor fails if the caller's request id created an order.
 func (h *harness) noOrderFor(owner, requestID string) {
 	h.t.Helper()
-	if _, err := h.stack.Store.OrderByRequest(context.Background(), owner, requestID); !errors.Is(err, order.ErrNotFound) {
+	if _, err := h.stack.Store.OrderByRequest(context.Background(), order.DefaultApp, owner, requestID); !errors.Is(err, order.ErrNotFound) {
 		h.t.Fatalf("an order exists for %s/%s (err %v)", owner, requestID, err)
 	}
 }

@@ -304,6 +304,7 @@ var secretKeys = map[config.Part][]string{
 	config.PartSessions: {"PAYFN_SESSION_SECRET"},
 	config.PartPay:      {"WECHATPAY_MCH_CERT_SERIAL", "WECHATPAY_MCH_PRIVATE_KEY", "WECHATPAY_APIV3_KEY"},
 	config.PartAdmin:    {"PAYFN_ADMIN_KEY"},
+	config.PartService:  {"PAYFN_SERVICE_KEY"},
 }
 
 // SecretKeys lists the keys fn's secret holds (outside a rotation, which

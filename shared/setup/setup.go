@@ -23,6 +23,7 @@ import (
 	"github.com/payfn/payfn/shared/identity"
 	"github.com/payfn/payfn/shared/runtime/httpapi"
 	"github.com/payfn/payfn/shared/store"
+	"github.com/payfn/payfn/shared/webhook"
 	"github.com/payfn/payfn/shared/wxpay"
 )
 
@@ -40,6 +41,10 @@ const (
 	VerifyRefund  Function = "verifyRefund"
 	CloseExpired  Function = "closeExpired"
 	Reconcile     Function = "reconcile"
+	// Service mode.
+	ServerAPI        Function = "serverApi"
+	AdminApps        Function = "adminApps"
+	DispatchWebhooks Function = "dispatchWebhooks"
 )
 
 // Functions lists every function: an HTTP function has its route, a
@@ -56,8 +61,11 @@ var Functions = []struct {
 	{Name: VerifyPayment, Path: httpapi.PathVerifyPayment},
 	{Name: Refund, Path: httpapi.PathRefund},
 	{Name: VerifyRefund, Path: httpapi.PathVerifyRefund},
+	{Name: ServerAPI, Path: httpapi.PathServerAPI},
+	{Name: AdminApps, Path: httpapi.PathAdminApps},
 	{Name: CloseExpired, Schedule: "5m"},
 	{Name: Reconcile, Schedule: "1h"},
+	{Name: DispatchWebhooks, Schedule: "1m"},
 }
 
 // needs lists the settings each function cannot run without. Each function
@@ -73,6 +81,12 @@ var needs = map[Function][]config.Part{
 	VerifyRefund:  {config.PartStore, config.PartPay},
 	CloseExpired:  {config.PartStore, config.PartPay},
 	Reconcile:     {config.PartStore, config.PartPay},
+	// Service mode. Every function that decides records the decision's
+	// event; with PAYFN_SERVICE_KEY it also makes the first delivery
+	// attempt at once (optional: without it the dispatcher delivers).
+	ServerAPI:        {config.PartStore, config.PartPay, config.PartService},
+	AdminApps:        {config.PartStore, config.PartAdmin, config.PartService},
+	DispatchWebhooks: {config.PartStore, config.PartService},
 }
 
 // Logger returns the JSON logger a function writes to stdout, at the level
@@ -131,6 +145,10 @@ func route(api *httpapi.API, fn Function) (http.Handler, error) {
 		return api.Refund(), nil
 	case VerifyRefund:
 		return api.VerifyRefund(), nil
+	case ServerAPI:
+		return api.ServerAPI(), nil
+	case AdminApps:
+		return api.AdminApps(), nil
 	}
 	return nil, fmt.Errorf("%s is not an HTTP function", fn)
 }
@@ -144,7 +162,7 @@ func JobFor(fn Function, getenv func(string) string, logger *slog.Logger) (Job, 
 		if err != nil {
 			return nil, err
 		}
-		if fn != CloseExpired && fn != Reconcile {
+		if fn != CloseExpired && fn != Reconcile && fn != DispatchWebhooks {
 			return nil, fmt.Errorf("%s is not a scheduled function", fn)
 		}
 		return r.RunJob, nil
@@ -158,6 +176,8 @@ func JobFor(fn Function, getenv func(string) string, logger *slog.Logger) (Job, 
 		return st.App.CloseExpired, nil
 	case Reconcile:
 		return st.App.Reconcile, nil
+	case DispatchWebhooks:
+		return st.App.DispatchJob, nil
 	}
 	return nil, fmt.Errorf("%s is not a scheduled function", fn)
 }
@@ -227,6 +247,9 @@ func NewStack(cfg config.Config, opts Options) (*Stack, error) {
 	if err := cfg.Need(all...); err != nil {
 		return nil, err
 	}
+	if cfg.ServiceKey != "" {
+		all = append(all, config.PartService)
+	}
 	api, st, err := build(cfg, all, opts)
 	if err != nil {
 		return nil, err
@@ -245,7 +268,19 @@ func build(cfg config.Config, parts []config.Part, opts Options) (*httpapi.API, 
 	logger = slog.New(httpapi.LogHandler(logger.Handler()))
 	st := &Stack{}
 	ac := app.Config{OrderTTL: cfg.OrderTTL, Now: opts.Now, Logger: logger, AdminKey: cfg.AdminKey, AdminKeyPrevious: cfg.AdminKeyPrevious,
-		MaxOpenOrders: cfg.MaxOpenOrders, QueryInterval: cfg.QueryInterval, Jobs: app.JobOptions{Parallelism: cfg.JobParallelism}}
+		MaxOpenOrders: cfg.MaxOpenOrders, QueryInterval: cfg.QueryInterval, Jobs: app.JobOptions{Parallelism: cfg.JobParallelism},
+		BoundAppIDs: append([]string{cfg.AppID}, cfg.ExtraAppIDs...)}
+	if cfg.ServiceKey != "" {
+		// Any function holding the key delivers a decision's webhooks at
+		// once; the dispatcher retries. Without it, events are recorded
+		// and the dispatcher alone delivers them.
+		ac.ServiceKey = []byte(cfg.ServiceKey)
+		ac.Webhooks = app.WebhookOptions{
+			Sender:       webhook.NewSender(webhook.SenderOptions{AllowPrivate: cfg.WebhookAllowPrivate}),
+			AllowPrivate: cfg.WebhookAllowPrivate,
+			Inline:       true,
+		}
+	}
 	for _, p := range parts {
 		switch p {
 		case config.PartStore:
@@ -288,7 +323,7 @@ func channel(cfg config.Config, logger *slog.Logger) (*wxpay.Channel, error) {
 	wc := wxpay.Config{
 		MchID: cfg.MchID, AppID: cfg.AppID, MchCertSerial: cfg.MchCertSerial, MchPrivateKey: key,
 		APIv3Key: cfg.APIv3Key, APIv3KeyPrevious: cfg.APIv3KeyPrevious, NotifyURL: cfg.NotifyURL, RefundNotifyURL: cfg.RefundNotifyURL,
-		BaseURL: cfg.PayBaseURL, Timeout: cfg.PayTimeout, Logger: logger,
+		BaseURL: cfg.PayBaseURL, Timeout: cfg.PayTimeout, Logger: logger, ExtraAppIDs: cfg.ExtraAppIDs,
 	}
 	if cfg.PublicKeyID != "" {
 		pub, err := wxpay.LoadPublicKey(cfg.PublicKeyPEM)

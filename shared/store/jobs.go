@@ -90,7 +90,7 @@ func (s *Store) PendingRefundsAfter(ctx context.Context, afterAt time.Time, afte
 	}
 	rs := make([]order.Refund, len(docs))
 	for i, d := range docs {
-		rs[i] = d.Refund
+		rs[i] = d.refund()
 	}
 	return rs, nil
 }

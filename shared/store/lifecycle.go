@@ -32,7 +32,7 @@ func (s *Store) findOrders(ctx context.Context, filter, sort bson.D, limit int) 
 	}
 	os := make([]order.Order, len(docs))
 	for i, d := range docs {
-		os[i] = d.Order
+		os[i] = d.order()
 	}
 	return os, nil
 }
@@ -42,6 +42,12 @@ func (s *Store) findOrders(ctx context.Context, filter, sort bson.D, limit int) 
 type refundDoc struct {
 	order.Refund `bson:",inline"`
 	SlotKey      string `bson:"slot_key"`
+}
+
+func (d refundDoc) refund() order.Refund {
+	r := d.Refund
+	r.AppID = appOrDefault(r.AppID)
+	return r
 }
 
 func slotKey(orderID string, slot int) string { return orderID + "#" + strconv.Itoa(slot) }
@@ -59,6 +65,7 @@ func (s *Store) InsertRefund(ctx context.Context, r order.Refund) error {
 		return fmt.Errorf("insert refund %s: unknown status %q", r.ID, r.Status)
 	}
 	r.CreatedAt, r.UpdatedAt = bsonTime(r.CreatedAt), bsonTime(r.UpdatedAt)
+	r.AppID = appOrDefault(r.AppID)
 	if err := s.insert(ctx, colRefunds, refundDoc{Refund: r, SlotKey: slotKey(r.OrderID, r.Slot)}); err != nil {
 		return fmt.Errorf("insert refund %s: %w", r.ID, err)
 	}
@@ -71,7 +78,7 @@ func (s *Store) Refund(ctx context.Context, outRefundNo string) (order.Refund, e
 	if err := s.findOne(ctx, colRefunds, bson.D{{Key: "_id", Value: outRefundNo}}, &d); err != nil {
 		return order.Refund{}, fmt.Errorf("load refund %s: %w", outRefundNo, err)
 	}
-	return d.Refund, nil
+	return d.refund(), nil
 }
 
 // Refunds returns an order's refunds in slot order.
@@ -82,7 +89,7 @@ func (s *Store) Refunds(ctx context.Context, orderID string) ([]order.Refund, er
 	}
 	rs := make([]order.Refund, len(docs))
 	for i, d := range docs {
-		rs[i] = d.Refund
+		rs[i] = d.refund()
 	}
 	return rs, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -20,23 +21,115 @@ type orderDoc struct {
 	RequestKey  string `bson:"request_key"`
 }
 
-// Product returns the product with id, active or not, or order.ErrNotFound.
-func (s *Store) Product(ctx context.Context, id string) (order.Product, error) {
-	var p order.Product
-	if err := s.findOne(ctx, colProducts, bson.D{{Key: "_id", Value: id}}, &p); err != nil {
-		return order.Product{}, fmt.Errorf("load product %s: %w", id, err)
+// order is the stored order with its app filled in: orders written before
+// apps existed belong to the default app.
+func (d orderDoc) order() order.Order {
+	o := d.Order
+	o.AppID = appOrDefault(o.AppID)
+	return o
+}
+
+// productDoc is a product as stored: keyed by order.ProductKey, so two apps
+// may each sell a product "a".
+type productDoc struct {
+	Key           string `bson:"_id"`
+	order.Product `bson:",inline"`
+}
+
+func (d productDoc) product() order.Product {
+	p := d.Product
+	p.ID = d.Key
+	if prefix := p.AppID + ":"; appOrDefault(p.AppID) != order.DefaultApp && strings.HasPrefix(d.Key, prefix) {
+		p.ID = d.Key[len(prefix):]
+	}
+	return p
+}
+
+// appFilter matches appID's documents; the default app's include those
+// written before apps existed, which carry no app id.
+func appFilter(appID string) bson.E {
+	if appID == order.DefaultApp || appID == "" {
+		return bson.E{Key: "app_id", Value: bson.D{{Key: "$in", Value: bson.A{order.DefaultApp, nil}}}}
+	}
+	return bson.E{Key: "app_id", Value: appID}
+}
+
+// Product returns appID's product with id, active or not, or
+// order.ErrNotFound.
+func (s *Store) Product(ctx context.Context, appID, id string) (order.Product, error) {
+	var d productDoc
+	if err := s.findOne(ctx, colProducts, bson.D{{Key: "_id", Value: order.ProductKey(appID, id)}}, &d); err != nil {
+		return order.Product{}, fmt.Errorf("load product %s/%s: %w", appID, id, err)
+	}
+	p := d.product()
+	if appOrDefault(p.AppID) != appOrDefault(appID) {
+		return order.Product{}, fmt.Errorf("load product %s/%s: %w", appID, id, order.ErrNotFound)
 	}
 	return p, nil
 }
 
-// Products returns the active products, sorted by id.
-func (s *Store) Products(ctx context.Context) ([]order.Product, error) {
-	var ps []order.Product
-	err := s.findAll(ctx, colProducts, bson.D{{Key: "active", Value: true}}, bson.D{{Key: "_id", Value: 1}}, &ps)
-	if err != nil {
-		return nil, fmt.Errorf("list products: %w", err)
+func appOrDefault(appID string) string {
+	if appID == "" {
+		return order.DefaultApp
+	}
+	return appID
+}
+
+// Products returns appID's products sorted by id: only those on sale when
+// activeOnly is set.
+func (s *Store) Products(ctx context.Context, appID string, activeOnly bool) ([]order.Product, error) {
+	filter := bson.D{appFilter(appID)}
+	if activeOnly {
+		filter = append(filter, bson.E{Key: "active", Value: true})
+	}
+	var docs []productDoc
+	if err := s.findAll(ctx, colProducts, filter, bson.D{{Key: "_id", Value: 1}}, &docs); err != nil {
+		return nil, fmt.Errorf("list products of %s: %w", appID, err)
+	}
+	ps := make([]order.Product, len(docs))
+	for i, d := range docs {
+		ps[i] = d.product()
 	}
 	return ps, nil
+}
+
+// InsertProduct writes a new product; order.ErrDuplicate when the app has
+// one with that id.
+func (s *Store) InsertProduct(ctx context.Context, p order.Product) error {
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("insert product: %w", err)
+	}
+	if err := s.insert(ctx, colProducts, newProductDoc(p)); err != nil {
+		return fmt.Errorf("insert product %s/%s: %w", p.AppID, p.ID, err)
+	}
+	return nil
+}
+
+// ReplaceProduct overwrites a stored product; order.ErrNotFound when there
+// is none. Orders keep their snapshot, so nothing else changes.
+func (s *Store) ReplaceProduct(ctx context.Context, p order.Product) error {
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("replace product: %w", err)
+	}
+	c, err := s.collection(ctx, colProducts)
+	if err != nil {
+		return fmt.Errorf("replace product %s/%s: %w", p.AppID, p.ID, err)
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	d := newProductDoc(p)
+	res, err := c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.Key}}, d)
+	if err != nil {
+		return fmt.Errorf("replace product %s/%s: %w", p.AppID, p.ID, err)
+	}
+	if res.MatchedCount == 0 {
+		return fmt.Errorf("replace product %s/%s: %w", p.AppID, p.ID, order.ErrNotFound)
+	}
+	return nil
+}
+
+func newProductDoc(p order.Product) productDoc {
+	return productDoc{Key: order.ProductKey(p.AppID, p.ID), Product: p}
 }
 
 // UpsertProducts validates every product, then writes each one, replacing a
@@ -54,9 +147,10 @@ func (s *Store) UpsertProducts(ctx context.Context, ps ...order.Product) error {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	for _, p := range ps {
-		_, err := c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: p.ID}}, p, options.Replace().SetUpsert(true))
+		d := newProductDoc(p)
+		_, err := c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.Key}}, d, options.Replace().SetUpsert(true))
 		if err != nil {
-			return fmt.Errorf("upsert product %s: %w", p.ID, err)
+			return fmt.Errorf("upsert product %s: %w", d.Key, err)
 		}
 	}
 	return nil
@@ -84,6 +178,7 @@ func (s *Store) InsertOrder(ctx context.Context, o order.Order) error {
 		t := bsonTime(*o.PaidAt)
 		o.PaidAt = &t
 	}
+	o.AppID = appOrDefault(o.AppID)
 	if err := s.insert(ctx, colOrders, orderDoc{Order: o, RequestKey: o.RequestKey()}); err != nil {
 		return fmt.Errorf("insert order %s: %w", o.ID, err)
 	}
@@ -96,24 +191,25 @@ func (s *Store) Order(ctx context.Context, id string) (order.Order, error) {
 	if err := s.findOne(ctx, colOrders, bson.D{{Key: "_id", Value: id}}, &d); err != nil {
 		return order.Order{}, fmt.Errorf("load order %s: %w", id, err)
 	}
-	return d.Order, nil
+	return d.order(), nil
 }
 
-// OrderByRequest returns the owner's order created with requestID, or
-// order.ErrNotFound.
-func (s *Store) OrderByRequest(ctx context.Context, owner, requestID string) (order.Order, error) {
-	// Owner is matched too, not only the joined key: a crafted request id
-	// must never reach another buyer's order.
+// OrderByRequest returns the owner's order in appID created with requestID,
+// or order.ErrNotFound.
+func (s *Store) OrderByRequest(ctx context.Context, appID, owner, requestID string) (order.Order, error) {
+	// Owner and app are matched too, not only the joined key: a crafted
+	// request id must never reach another buyer's order.
 	filter := bson.D{
-		{Key: "request_key", Value: order.RequestKey(owner, requestID)},
+		{Key: "request_key", Value: order.AppRequestKey(appID, owner, requestID)},
 		{Key: "owner", Value: owner},
 		{Key: "request_id", Value: requestID},
+		appFilter(appID),
 	}
 	var d orderDoc
 	if err := s.findOne(ctx, colOrders, filter, &d); err != nil {
 		return order.Order{}, fmt.Errorf("load order for request %q: %w", requestID, err)
 	}
-	return d.Order, nil
+	return d.order(), nil
 }
 
 // SetPrepay records the prepay id WeChat Pay issued for the order and when it

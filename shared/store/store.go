@@ -50,6 +50,8 @@ const (
 	colRefunds  = "refunds"
 	colSlots    = "slots"    // rate-limit slots, one per (key, window)
 	colJobState = "jobstate" // scheduled jobs' cursors and per-item backoff (jobs.go)
+	colApps     = "apps"     // service mode's client apps (service.go)
+	colEvents   = "events"   // the webhook outbox: one document per decision (service.go)
 )
 
 // Defaults for Options.
@@ -430,6 +432,24 @@ func ensureIndexes(ctx context.Context, db *mongo.Database) error {
 		{colOrders, mongo.IndexModel{
 			Keys:    bson.D{{Key: "owner", Value: 1}, {Key: "status", Value: 1}, {Key: "expires_at", Value: 1}},
 			Options: options.Index().SetName("owner_status_expires_at"),
+		}},
+		// Service mode: an app's products and events, the dispatcher's due
+		// deliveries, and the sweep that rolls order.created forward.
+		{colProducts, mongo.IndexModel{
+			Keys:    bson.D{{Key: "app_id", Value: 1}, {Key: "_id", Value: 1}},
+			Options: options.Index().SetName("app_id_id"),
+		}},
+		{colEvents, mongo.IndexModel{
+			Keys:    bson.D{{Key: "app_id", Value: 1}, {Key: "created_at", Value: 1}, {Key: "_id", Value: 1}},
+			Options: options.Index().SetName("app_id_created_at_id"),
+		}},
+		{colEvents, mongo.IndexModel{
+			Keys:    bson.D{{Key: "pending", Value: 1}, {Key: "next_at", Value: 1}},
+			Options: options.Index().SetName("pending_next_at"),
+		}},
+		{colOrders, mongo.IndexModel{
+			Keys:    bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}},
+			Options: options.Index().SetName("created_at_id"),
 		}},
 		// closeExpired purges rate-limit slots whose window has passed.
 		{colSlots, mongo.IndexModel{

@@ -82,7 +82,7 @@ func TestProductRoundTripsAndUpsertReplaces(t *testing.T) {
 	if err := s.UpsertProducts(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Product(ctx, "p1")
+	got, err := s.Product(ctx, order.DefaultApp, "p1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestProductRoundTripsAndUpsertReplaces(t *testing.T) {
 	if err := s.UpsertProducts(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	got, err = s.Product(ctx, "p1")
+	got, err = s.Product(ctx, order.DefaultApp, "p1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestProductRoundTripsAndUpsertReplaces(t *testing.T) {
 
 func TestProductMissingIsNotFound(t *testing.T) {
 	s := storetest.New(t)
-	_, err := s.Product(testCtx(t), "nope")
+	_, err := s.Product(testCtx(t), order.DefaultApp, "nope")
 	if !errors.Is(err, order.ErrNotFound) {
 		t.Fatalf("Product(nope) error = %v, want order.ErrNotFound", err)
 	}
@@ -117,7 +117,7 @@ func TestProductReturnsInactiveButProductsListsOnlyActiveSortedByID(t *testing.T
 	if err := s.UpsertProducts(ctx, product("c", true), product("a", true), product("b", false), product("d", true)); err != nil {
 		t.Fatal(err)
 	}
-	list, err := s.Products(ctx)
+	list, err := s.Products(ctx, order.DefaultApp, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestProductReturnsInactiveButProductsListsOnlyActiveSortedByID(t *testing.T
 		t.Errorf("Products (-want +got):\n%s", diff)
 	}
 	// The use case decides what inactive means; the store still finds it.
-	got, err := s.Product(ctx, "b")
+	got, err := s.Product(ctx, order.DefaultApp, "b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestUpsertProductsRejectsAnInvalidProductAndWritesNone(t *testing.T) {
 	if err := s.UpsertProducts(ctx, product("good", true), bad); err == nil {
 		t.Fatal("UpsertProducts with a zero price: nil error")
 	}
-	if _, err := s.Product(ctx, "good"); !errors.Is(err, order.ErrNotFound) {
+	if _, err := s.Product(ctx, order.DefaultApp, "good"); !errors.Is(err, order.ErrNotFound) {
 		t.Fatalf("Product(good) after rejected batch: error = %v, want order.ErrNotFound", err)
 	}
 }
@@ -241,7 +241,7 @@ func TestOrderByRequestFindsOnlyTheOwnersOrder(t *testing.T) {
 	insertOrder(t, s, a)
 	insertOrder(t, s, b)
 
-	got, err := s.OrderByRequest(ctx, "openid-a", "req-1")
+	got, err := s.OrderByRequest(ctx, order.DefaultApp, "openid-a", "req-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestOrderByRequestFindsOnlyTheOwnersOrder(t *testing.T) {
 		t.Errorf("OrderByRequest (-want +got):\n%s", diff)
 	}
 	for _, q := range [][2]string{{"openid-a", "req-2"}, {"openid-b", "req-1"}, {"openid-c", "req-1"}} {
-		if _, err := s.OrderByRequest(ctx, q[0], q[1]); !errors.Is(err, order.ErrNotFound) {
+		if _, err := s.OrderByRequest(ctx, order.DefaultApp, q[0], q[1]); !errors.Is(err, order.ErrNotFound) {
 			t.Errorf("OrderByRequest(%s, %s) error = %v, want order.ErrNotFound", q[0], q[1], err)
 		}
 	}
@@ -259,7 +259,7 @@ func TestOrderByRequestIgnoresACollidingJoinedKeyOfAnotherOwner(t *testing.T) {
 	s := storetest.New(t)
 	// RequestKey("a/b", "c") == RequestKey("a", "b/c").
 	insertOrder(t, s, newOrder(t, "o1", "a/b", "c"))
-	if _, err := s.OrderByRequest(testCtx(t), "a", "b/c"); !errors.Is(err, order.ErrNotFound) {
+	if _, err := s.OrderByRequest(testCtx(t), order.DefaultApp, "a", "b/c"); !errors.Is(err, order.ErrNotFound) {
 		t.Fatalf("OrderByRequest(a, b/c) error = %v, want order.ErrNotFound", err)
 	}
 }

@@ -1,6 +1,8 @@
 package devstack
 
 import (
+	"github.com/payfn/payfn/shared/order"
+
 	_ "embed"
 	"encoding/json"
 	"net/http"
@@ -29,7 +31,7 @@ func (s *Stack) routes() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /dev/products", func(w http.ResponseWriter, r *http.Request) {
-		ps, err := s.App.Store.Products(r.Context())
+		ps, err := s.App.Store.Products(r.Context(), order.DefaultApp, true)
 		if err != nil {
 			devError(w, http.StatusServiceUnavailable, err.Error())
 			return

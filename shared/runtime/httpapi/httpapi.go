@@ -63,6 +63,10 @@ func (api *API) Routes() *http.ServeMux {
 	mux.Handle(PathVerifyPayment, api.VerifyPayment())
 	mux.Handle(PathRefund, api.Refund())
 	mux.Handle(PathVerifyRefund, api.VerifyRefund())
+	mux.Handle(PathServerAPI, api.ServerAPI())
+	admin := api.AdminApps()
+	mux.Handle(PathAdminApps, admin)
+	mux.Handle(PathAdminApps+"/", admin)
 	mux.Handle("/", api.NotFound())
 	return mux
 }

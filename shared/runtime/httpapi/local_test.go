@@ -259,7 +259,7 @@ func TestFieldInAnotherCaseNeverCreatesAnOrder(t *testing.T) {
 			t.Errorf("%s: %d %v, want 400 UNKNOWN_FIELD", body, a.status, a.body)
 		}
 		rid := "case-" + string(rune('0'+i))
-		if _, err := l.stack.Store.OrderByRequest(context.Background(), "o-buyer", rid); !errors.Is(err, order.ErrNotFound) {
+		if _, err := l.stack.Store.OrderByRequest(context.Background(), order.DefaultApp, "o-buyer", rid); !errors.Is(err, order.ErrNotFound) {
 			t.Errorf("%s made an order (err %v)", body, err)
 		}
 	}

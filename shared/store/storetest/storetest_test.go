@@ -19,7 +19,7 @@ func TestEachTestGetsAnEmptyDatabase(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			s := storetest.New(t)
-			if _, err := s.Product(ctx, "p1"); !errors.Is(err, order.ErrNotFound) {
+			if _, err := s.Product(ctx, order.DefaultApp, "p1"); !errors.Is(err, order.ErrNotFound) {
 				t.Fatalf("fresh database has p1 already (error %v)", err)
 			}
 			if err := s.UpsertProducts(ctx, p); err != nil {

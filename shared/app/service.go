@@ -1,0 +1,283 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/payfn/payfn/shared/order"
+)
+
+// The signed server API: what a client app's server does for its buyers.
+// Every call names its app (from the verified key, never from the body) and
+// reaches only that app's records.
+
+// Server-API error codes.
+const (
+	CodeInvalidBuyer       = "INVALID_BUYER"
+	CodeInvalidAttach      = "INVALID_ATTACH"
+	CodeInvalidPayer       = "INVALID_PAYER_OPENID"
+	CodeInvalidChannel     = "INVALID_CHANNEL"
+	CodeInvalidTitle       = "INVALID_TITLE"
+	CodeInvalidPrice       = "INVALID_PRICE"
+	CodeInvalidText        = "INVALID_TEXT"
+	CodeInvalidRefundID    = "INVALID_REFUND_ID"
+	CodeProductExists      = "PRODUCT_EXISTS"
+	CodeChannelNotEnabled  = "CHANNEL_NOT_ENABLED"
+	CodeInvalidWeChatAppID = "INVALID_WECHAT_APPID"
+)
+
+// ChannelWeChatJSAPI is WeChat Pay inside a mini-program (wx.requestPayment).
+const ChannelWeChatJSAPI = "wechat_jsapi"
+
+// MaxAttach is the most bytes of attach an order carries to its events.
+const MaxAttach = 1024
+
+var (
+	buyerPattern    = regexp.MustCompile(`^[A-Za-z0-9_.:@+-]{1,64}$`)
+	openIDPattern   = regexp.MustCompile(`^[A-Za-z0-9_-]{6,128}$`)
+	refundIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
+)
+
+// ProductInput is a product as a server creates it.
+type ProductInput struct {
+	ID, Title, Summary, Description, Image string
+	PriceFen                               int64
+	Active                                 *bool // default true
+}
+
+// ProductUpdate changes a product; nil fields stay as they are.
+type ProductUpdate struct {
+	Title, Summary, Description, Image *string
+	PriceFen                           *int64
+	Active                             *bool
+}
+
+func checkProduct(p order.Product) error {
+	switch {
+	case !productIDPattern.MatchString(p.ID):
+		return Errorf(KindInvalid, CodeInvalidProductID, "id must be 1-64 characters of A-Z a-z 0-9 _ -")
+	case strings.TrimSpace(p.Title) == "" || utf8.RuneCountInString(p.Title) > 127 || !utf8.ValidString(p.Title):
+		return Errorf(KindInvalid, CodeInvalidTitle, "title must be 1-127 characters")
+	case p.PriceFen < 1 || p.PriceFen > order.MaxTotalFen:
+		return Errorf(KindInvalid, CodeInvalidPrice, "price_fen must be a whole number of fen from 1 to %d", order.MaxTotalFen)
+	case utf8.RuneCountInString(p.Summary) > 200, utf8.RuneCountInString(p.Description) > 2000, len(p.Image) > 1024,
+		!utf8.ValidString(p.Summary + p.Description + p.Image):
+		return Errorf(KindInvalid, CodeInvalidText, "summary is at most 200 characters, description 2000, image 1024")
+	}
+	return nil
+}
+
+// CreateProduct adds a product to the app's catalogue.
+// Errors: INVALID_PRODUCT_ID, INVALID_TITLE, INVALID_PRICE, INVALID_TEXT,
+// PRODUCT_EXISTS, STORE_UNAVAILABLE.
+func (a *App) CreateProduct(ctx context.Context, appID string, in ProductInput) (order.Product, error) {
+	p := order.Product{ID: in.ID, AppID: appID, Title: in.Title, Summary: in.Summary, Description: in.Description,
+		Image: in.Image, PriceFen: in.PriceFen, Active: in.Active == nil || *in.Active}
+	if err := checkProduct(p); err != nil {
+		return order.Product{}, err
+	}
+	err := a.store.InsertProduct(ctx, p)
+	if errors.Is(err, order.ErrDuplicate) {
+		return order.Product{}, Errorf(KindConflict, CodeProductExists, "product %q exists; change it with PATCH", in.ID)
+	} else if err != nil {
+		return order.Product{}, storeError("insert product", err)
+	}
+	a.log.InfoContext(ctx, "product created", "app_id", appID, "product_id", p.ID, "price_fen", p.PriceFen)
+	return p, nil
+}
+
+// UpdateProduct changes a product's price, title, texts or whether it is on
+// sale. Orders already created keep the snapshot they were priced with.
+// Errors: INVALID_PRODUCT_ID, PRODUCT_NOT_FOUND, INVALID_TITLE,
+// INVALID_PRICE, INVALID_TEXT, STORE_UNAVAILABLE.
+func (a *App) UpdateProduct(ctx context.Context, appID, id string, up ProductUpdate) (order.Product, error) {
+	if !productIDPattern.MatchString(id) {
+		return order.Product{}, Errorf(KindInvalid, CodeInvalidProductID, "id must be 1-64 characters of A-Z a-z 0-9 _ -")
+	}
+	p, err := a.store.Product(ctx, appID, id)
+	if errors.Is(err, order.ErrNotFound) {
+		return order.Product{}, Errorf(KindNotFound, CodeProductNotFound, "no product %q", id)
+	} else if err != nil {
+		return order.Product{}, storeError("load product", err)
+	}
+	set := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&p.Title, up.Title)
+	set(&p.Summary, up.Summary)
+	set(&p.Description, up.Description)
+	set(&p.Image, up.Image)
+	if up.PriceFen != nil {
+		p.PriceFen = *up.PriceFen
+	}
+	if up.Active != nil {
+		p.Active = *up.Active
+	}
+	if err := checkProduct(p); err != nil {
+		return order.Product{}, err
+	}
+	if err := a.store.ReplaceProduct(ctx, p); err != nil {
+		return order.Product{}, storeError("save product", err)
+	}
+	a.log.InfoContext(ctx, "product updated", "app_id", appID, "product_id", p.ID, "price_fen", p.PriceFen, "active", p.Active)
+	return p, nil
+}
+
+// ListProducts lists the app's products, on sale or not.
+// Errors: STORE_UNAVAILABLE.
+func (a *App) ListProducts(ctx context.Context, appID string) ([]order.Product, error) {
+	ps, err := a.store.Products(ctx, appID, false)
+	if err != nil {
+		return nil, storeError("list products", err)
+	}
+	if ps == nil {
+		ps = []order.Product{}
+	}
+	return ps, nil
+}
+
+// ServiceOrderInput is a server's order for one of its buyers.
+type ServiceOrderInput struct {
+	ProductID   string
+	Quantity    int64
+	RequestID   string
+	Buyer       string // the app's own reference for its buyer
+	Attach      string // up to 1 KiB, carried to every event of the order
+	Channel     string // default wechat_jsapi
+	PayerOpenID string // JSAPI: who pays, in the app's mini-program
+	WeChatAppID string // JSAPI: one of the app's appids; default its first
+}
+
+// ServiceOrder is an order as a server sees it, with the payment
+// parameters its front end passes to the channel while it is unpaid.
+type ServiceOrder struct {
+	EventOrder
+	Attach  string               `json:"attach"`
+	Channel string               `json:"channel"`
+	Refund  *order.RefundSummary `json:"refund,omitempty"`
+	Payment *PaymentParams       `json:"payment,omitempty"`
+}
+
+func (a *App) serviceView(v OrderView, params *PaymentParams) ServiceOrder {
+	return ServiceOrder{EventOrder: eventOrder(v.Order), Attach: v.Attach, Channel: ChannelWeChatJSAPI, Refund: v.Refund, Payment: params}
+}
+
+// CreateServiceOrder creates an order for one of the app's buyers, priced
+// from the app's product, and prepays it: the answer carries what the
+// front end passes to wx.requestPayment, so the front end never holds a
+// credential and cannot change price, app or buyer. Repeating request_id
+// with the same order returns it again (created false).
+// Errors: those of createOrder, INVALID_BUYER, INVALID_ATTACH,
+// INVALID_CHANNEL, CHANNEL_NOT_ENABLED, INVALID_PAYER_OPENID,
+// INVALID_WECHAT_APPID, and those of pay.
+func (a *App) CreateServiceOrder(ctx context.Context, x order.App, in ServiceOrderInput) (ServiceOrder, bool, error) {
+	switch {
+	case !buyerPattern.MatchString(in.Buyer):
+		return ServiceOrder{}, false, Errorf(KindInvalid, CodeInvalidBuyer, "buyer must be 1-64 characters of A-Z a-z 0-9 _ . : @ + -")
+	case len(in.Attach) > MaxAttach || !utf8.ValidString(in.Attach):
+		return ServiceOrder{}, false, Errorf(KindInvalid, CodeInvalidAttach, "attach is at most %d bytes of UTF-8", MaxAttach)
+	}
+	if in.Channel == "" {
+		in.Channel = ChannelWeChatJSAPI
+	}
+	if in.Channel != ChannelWeChatJSAPI {
+		if !regexp.MustCompile(`^[a-z_]{1,32}$`).MatchString(in.Channel) {
+			return ServiceOrder{}, false, Errorf(KindInvalid, CodeInvalidChannel, "channel must be %s", ChannelWeChatJSAPI)
+		}
+		return ServiceOrder{}, false, Errorf(KindInvalid, CodeChannelNotEnabled, "channel %s is not enabled here; use %s", in.Channel, ChannelWeChatJSAPI)
+	}
+	if !openIDPattern.MatchString(in.PayerOpenID) {
+		return ServiceOrder{}, false, Errorf(KindInvalid, CodeInvalidPayer, "payer_openid must be the buyer's openid in the app's mini-program")
+	}
+	wx := in.WeChatAppID
+	if wx == "" && len(x.WeChatAppIDs) > 0 {
+		wx = x.WeChatAppIDs[0]
+	}
+	if !contains(x.WeChatAppIDs, wx) {
+		return ServiceOrder{}, false, Errorf(KindInvalid, CodeInvalidWeChatAppID, "wechat_appid must be one of the app's appids")
+	}
+	if wx == a.channel.AppID() {
+		wx = "" // the channel's default: stored as for the default app
+	}
+	o, created, err := a.createOrder(ctx, newOrder{app: x.ID, owner: in.Buyer, payer: in.PayerOpenID, wechatAppID: wx, attach: in.Attach},
+		CreateOrderInput{ProductID: in.ProductID, Quantity: in.Quantity, RequestID: in.RequestID})
+	if err != nil {
+		return ServiceOrder{}, false, err
+	}
+	v := OrderView{Order: o}
+	if o.Status != order.StatusNotPay || !a.now().Before(o.ExpiresAt) {
+		return a.serviceView(v, nil), created, nil
+	}
+	res, err := a.pay(ctx, o)
+	if err != nil {
+		if created {
+			// The order stands (and its event was sent); a retry with the
+			// same request_id prepays it again.
+			a.log.WarnContext(ctx, "order created but not prepaid", "order_id", o.ID, "err", err)
+		}
+		return ServiceOrder{}, false, err
+	}
+	if o2, lerr := a.store.Order(ctx, o.ID); lerr == nil {
+		v.Order = o2
+	}
+	return a.serviceView(v, &res.Payment), created, nil
+}
+
+// GetServiceOrder returns one of the app's orders. With refresh, an unpaid
+// order is first checked with the payment channel (at most once per query
+// interval, whoever asks), so a lost notification is never the last word.
+// Errors: INVALID_ORDER_ID, ORDER_NOT_FOUND, STORE_UNAVAILABLE,
+// PAYMENT_CHANNEL_UNAVAILABLE (refresh only).
+func (a *App) GetServiceOrder(ctx context.Context, appID, orderID string, refresh bool) (ServiceOrder, error) {
+	o, err := a.appOrder(ctx, appID, "", orderID)
+	if err != nil {
+		return ServiceOrder{}, err
+	}
+	if refresh && o.Status == order.StatusNotPay {
+		settled, err := a.reconcile(ctx, o)
+		if err != nil {
+			return ServiceOrder{}, err
+		}
+		o = settled
+	}
+	v, err := a.view(ctx, o)
+	if err != nil {
+		return ServiceOrder{}, err
+	}
+	return a.serviceView(v, nil), nil
+}
+
+// ServiceRefundInput is a server's refund of one of its orders.
+type ServiceRefundInput struct {
+	RefundID  string // the app's own id: its idempotency key
+	AmountFen int64
+	Reason    string
+}
+
+// ServiceRefund is a refund as a server sees it.
+type ServiceRefund struct {
+	RefundID string `json:"refund_id"`
+	order.Refund
+}
+
+// RefundServiceOrder refunds part or all of one of the app's paid orders.
+// The app's refund_id makes it idempotent; the outcome arrives as a
+// refund.succeeded or refund.failed event.
+// Errors: INVALID_REFUND_ID and those of Refund.
+func (a *App) RefundServiceOrder(ctx context.Context, appID, orderID string, in ServiceRefundInput) (ServiceRefund, bool, error) {
+	if !refundIDPattern.MatchString(in.RefundID) {
+		return ServiceRefund{}, false, Errorf(KindInvalid, CodeInvalidRefundID, "refund_id must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+	}
+	if _, err := a.appOrder(ctx, appID, "", orderID); err != nil {
+		return ServiceRefund{}, false, err
+	}
+	r, created, err := a.refund(ctx, RefundInput{OrderID: orderID, OutRefundNo: order.ServiceRefundNo(appID, in.RefundID),
+		AmountFen: in.AmountFen, Reason: in.Reason}, appID, in.RefundID)
+	return ServiceRefund{RefundID: in.RefundID, Refund: r}, created, err
+}
+
