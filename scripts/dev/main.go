@@ -2,7 +2,10 @@
 // embedded MongoDB-wire store (FerretDB, SQLite, data in -data) unless
 // MONGODB_URI is set, the WeChat Pay simulator unless WECHATPAY_MCHID is set,
 // every function on one port with the cloud routes, seeded demo products and
-// a checkout page that walks a purchase end to end in a browser.
+// a checkout page that walks a purchase end to end in a browser. Service mode
+// is on too: a demo app whose webhooks go to the in-process sample receiver
+// (scripts/receiver), and the dispatcher running every second; the startup
+// summary prints a `go run ./scripts/payfnctl call` line to try it.
 //
 //	go run ./scripts/dev [-addr 127.0.0.1:8080] [-sim-addr 127.0.0.1:8081] [-data .payfn] [-fresh]
 //

@@ -1,5 +1,7 @@
 // Package devstack assembles the local stack behind `go run ./scripts/dev`,
-// so tests can start exactly what a developer starts.
+// so tests can start exactly what a developer starts. Service mode is on: a
+// demo app is seeded with a webhook endpoint on the in-process sample
+// receiver (scripts/receiver), and the dispatcher runs every second.
 //
 // It links the embedded store and the simulator, so no function may import it.
 package devstack
@@ -22,8 +24,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/payfn/payfn/scripts/receiver/receiver"
 	"github.com/payfn/payfn/shared/app"
 	"github.com/payfn/payfn/shared/config"
 	"github.com/payfn/payfn/shared/order"
@@ -54,6 +58,8 @@ type Options struct {
 	Logger *slog.Logger
 	// JobInterval is how often closeExpired and reconcile run (default 1m).
 	JobInterval time.Duration
+	// DispatchInterval is how often the webhook dispatcher runs (default 1s).
+	DispatchInterval time.Duration
 	// SimRetrySchedule overrides the simulator's notification retry waits
 	// (tests use short ones).
 	SimRetrySchedule []time.Duration
@@ -74,16 +80,26 @@ type Stack struct {
 	// [::]), so the page is reachable from the LAN while URL (and the
 	// notify_url) stay on loopback.
 	AllInterfaces bool
+	// Demo is the service-mode app the stack seeds and its credentials;
+	// DemoShown is set on the start that made them (they are shown once).
+	Demo      DemoApp
+	DemoShown bool
 
 	db       *embedded.Server
 	srv      *http.Server
 	log      *slog.Logger
 	stopJobs context.CancelFunc
+	jobs     sync.WaitGroup
+	receiver *receiver.Handler
+
+	mu       sync.Mutex
+	received []receiver.Event
 }
 
 // runJobs plays the cloud schedules locally: closeExpired and reconcile on
 // a ticker.
 func (s *Stack) runJobs(ctx context.Context, every time.Duration) {
+	defer s.jobs.Done()
 	if every <= 0 {
 		every = time.Minute
 	}
@@ -103,6 +119,27 @@ func (s *Stack) runJobs(ctx context.Context, every time.Duration) {
 	}
 }
 
+// runDispatcher plays dispatchWebhooks, faster than its cloud schedule so
+// retries show up while you watch.
+func (s *Stack) runDispatcher(ctx context.Context, every time.Duration) {
+	defer s.jobs.Done()
+	if every <= 0 {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := s.App.App.DispatchWebhooks(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("local webhook dispatcher failed", "err", err)
+		}
+	}
+}
+
 // localSecrets are generated on the first run and kept in the data folder,
 // so restarts keep their keys, sessions and orders.
 type localSecrets struct {
@@ -112,6 +149,7 @@ type localSecrets struct {
 	AppSecret             string `json:"app_secret"`
 	SessionSecret         string `json:"session_secret"`
 	AdminKey              string `json:"admin_key"`
+	ServiceKey            string `json:"service_key"`
 	PlatformPrivateKeyPEM string `json:"platform_private_key_pem"`
 }
 
@@ -173,6 +211,12 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if cfg.AdminKey == "" {
 		cfg.AdminKey = sec.AdminKey
 	}
+	// Service mode is on: apps, the signed server API and webhooks, which
+	// go to loopback here (the sample receiver below).
+	if cfg.ServiceKey == "" {
+		cfg.ServiceKey = sec.ServiceKey
+	}
+	cfg.WebhookAllowPrivate = true
 	if cfg.MchID == "" {
 		if err := s.startSimulator(&cfg, sec, o); err != nil {
 			ln.Close()
@@ -198,11 +242,22 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		ln.Close()
 		return nil, fmt.Errorf("seed demo products: %w", err)
 	}
+	if err := s.seedDemoApp(seedCtx); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("seed the demo app: %w", err)
+	}
+	s.receiver, err = receiver.New(s.Demo.WebhookSecret, o.Logger.With("component", "sample-receiver"), s.record)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("sample receiver: %w", err)
+	}
 
 	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	jobCtx, stopJobs := context.WithCancel(context.Background())
 	s.stopJobs = stopJobs
+	s.jobs.Add(2)
 	go s.runJobs(jobCtx, o.JobInterval)
+	go s.runDispatcher(jobCtx, o.DispatchInterval)
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("local stack server stopped", "err", err)
@@ -313,7 +368,7 @@ func (s *Stack) Summary() string {
 	fmt.Fprintf(&b, "  functions       POST %s/login /createOrder /pay /queryOrder\n", s.URL)
 	fmt.Fprintf(&b, "  merchant        POST %s/admin/refund (X-Payfn-Admin-Key in %s)\n", s.URL, filepath.Join(s.DataDir, "local-secrets.json"))
 	fmt.Fprintf(&b, "  notify_url      %s (refunds: /refund)\n", s.Config.NotifyURL)
-	fmt.Fprintf(&b, "  jobs            closeExpired and reconcile every minute\n")
+	fmt.Fprintf(&b, "  jobs            closeExpired and reconcile every minute, dispatchWebhooks every second\n")
 	if s.Embedded {
 		fmt.Fprintf(&b, "  store           embedded FerretDB at %s (data in %s)\n", s.MongoURI, filepath.Join(s.DataDir, "db"))
 	} else {
@@ -327,6 +382,17 @@ func (s *Stack) Summary() string {
 	if s.OldData != "" {
 		fmt.Fprintf(&b, "  old data        moved to %s (keys kept here; delete it when you no longer need it)\n", s.OldData)
 	}
+	fmt.Fprintf(&b, "  service mode    signed server API %s/v1/, apps at %s/admin/apps (go run ./scripts/payfnctl)\n", s.URL, s.URL)
+	fmt.Fprintf(&b, "  demo app        %q, product %s, webhooks to the sample receiver at %s (it logs each one)\n", s.Demo.AppID, DemoProductID, s.Demo.EndpointURL)
+	demoFile := filepath.Join(s.DataDir, DemoFile)
+	if s.DemoShown {
+		fmt.Fprintf(&b, "                  API key %s, secret %s\n", s.Demo.KeyID, s.Demo.KeySecret)
+		fmt.Fprintf(&b, "                  webhook secret %s\n", s.Demo.WebhookSecret)
+		fmt.Fprintf(&b, "                  (new secrets: shown once here, kept in %s)\n", demoFile)
+	} else {
+		fmt.Fprintf(&b, "                  API key %s (secrets in %s)\n", s.Demo.KeyID, demoFile)
+	}
+	fmt.Fprintf(&b, "  try it          %s\n", s.TryCommand())
 	fmt.Fprintf(&b, "press Ctrl-C to stop\n")
 	return b.String()
 }
@@ -338,6 +404,7 @@ func (s *Stack) Close() error {
 	var errs []error
 	if s.stopJobs != nil {
 		s.stopJobs()
+		s.jobs.Wait()
 	}
 	if s.srv != nil {
 		errs = append(errs, s.srv.Shutdown(ctx))
@@ -402,10 +469,17 @@ func loadSecrets(path string) (localSecrets, error) {
 		if err := json.Unmarshal(b, &sec); err != nil {
 			return sec, fmt.Errorf("read %s: %w (delete it to make new local keys)", path, err)
 		}
-		if sec.AdminKey != "" {
+		if sec.AdminKey != "" && sec.ServiceKey != "" {
 			return sec, nil
 		}
-		sec.AdminKey = randomHex(32) // a data folder from before refunds existed
+		// A data folder from before refunds (the admin key) or service
+		// mode (the service key) existed.
+		if sec.AdminKey == "" {
+			sec.AdminKey = randomHex(32)
+		}
+		if sec.ServiceKey == "" {
+			sec.ServiceKey = randomHex(32)
+		}
 		return sec, saveSecrets(path, sec)
 	}
 	if !errors.Is(err, os.ErrNotExist) {
@@ -422,6 +496,7 @@ func loadSecrets(path string) (localSecrets, error) {
 	sec.AppSecret = randomHex(16)
 	sec.SessionSecret = randomHex(32)
 	sec.AdminKey = randomHex(32)
+	sec.ServiceKey = randomHex(32)
 	return sec, saveSecrets(path, sec)
 }
 

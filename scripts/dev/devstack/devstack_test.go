@@ -8,11 +8,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/payfn/payfn/scripts/dev/devstack"
+	"github.com/payfn/payfn/scripts/receiver/receiver"
+	"github.com/payfn/payfn/shared/app"
 )
 
 func start(t *testing.T, dir string) *devstack.Stack {
@@ -320,4 +323,149 @@ func TestEveryInterfaceKeepsTheNotifyURLOnLoopback(t *testing.T) {
 		t.Fatalf("sim-pay: %d", st)
 	}
 	waitStatus(t, s.URL, token, o.OrderID, "PAID")
+}
+
+// signed sends a server-API request as the demo app's server does.
+func signed(t *testing.T, s *devstack.Stack, method, path string, in any, out any) int {
+	t.Helper()
+	var body []byte
+	if in != nil {
+		body, _ = json.Marshal(in)
+	}
+	req, _ := http.NewRequest(method, s.URL+path, bytes.NewReader(body))
+	ts, nonce := strconv.FormatInt(time.Now().Unix(), 10), strconv.FormatInt(time.Now().UnixNano(), 36)+"-devstack-test"
+	req.Header.Set("X-Payfn-Key-Id", s.Demo.KeyID)
+	req.Header.Set("X-Payfn-Timestamp", ts)
+	req.Header.Set("X-Payfn-Nonce", nonce)
+	req.Header.Set("X-Payfn-Signature", app.SignServerRequest(s.Demo.KeySecret, method, path, ts, nonce, body))
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+		}
+	}
+	return resp.StatusCode
+}
+
+// waitWebhooks waits until the sample receiver has processed each of types
+// for orderID, and returns them by type.
+func waitWebhooks(t *testing.T, s *devstack.Stack, orderID string, types ...string) map[string]receiver.Event {
+	t.Helper()
+	got := map[string]receiver.Event{}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, e := range s.Webhooks() {
+			if e.Data.Order.OrderID == orderID {
+				got[e.Type] = e
+			}
+		}
+		all := true
+		for _, typ := range types {
+			_, ok := got[typ]
+			all = all && ok
+		}
+		if all {
+			return got
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the sample receiver processed %v for order %s, want %v", got, orderID, types)
+	return nil
+}
+
+// TestServiceModeDemoAppDeliversWebhooksToTheSampleReceiver: the stack
+// seeds the demo app once, and a purchase through the signed server API
+// reaches the in-process sample receiver as order.created and order.paid,
+// before and after a restart on another port.
+func TestServiceModeDemoAppDeliversWebhooksToTheSampleReceiver(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir)
+	d := s.Demo
+	if d.AppID != devstack.DemoAppID || d.KeyID == "" || !strings.HasPrefix(d.KeySecret, "sk_") ||
+		!strings.HasPrefix(d.WebhookSecret, "whsec_") || d.EndpointURL != s.URL+devstack.DemoWebhookPath || !s.DemoShown {
+		t.Fatalf("demo app %+v (shown %v)", d, s.DemoShown)
+	}
+	sum := s.Summary()
+	if !strings.Contains(sum, d.KeySecret) || !strings.Contains(sum, d.WebhookSecret) || !strings.Contains(sum, "scripts/payfnctl") {
+		t.Errorf("the first summary does not show the new secrets and how to try them:\n%s", sum)
+	}
+	fi, err := os.Stat(filepath.Join(dir, devstack.DemoFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v %v, want mode 0600", devstack.DemoFile, fi, err)
+	}
+
+	purchase := func(s *devstack.Stack, requestID string) string {
+		t.Helper()
+		var o struct {
+			OrderID string            `json:"order_id"`
+			Payment map[string]string `json:"payment"`
+		}
+		if st := signed(t, s, http.MethodPost, "/v1/orders", map[string]any{"product_id": devstack.DemoProductID, "quantity": 1,
+			"request_id": requestID, "buyer": "alice", "payer_openid": "o-alice-0001", "attach": "cart=" + requestID}, &o); st != http.StatusCreated {
+			t.Fatalf("server API order: %d %+v", st, o)
+		}
+		if st := call(t, s.URL, "/dev/sim-pay", "", map[string]string{"package": o.Payment["package"]}, nil); st != http.StatusOK {
+			t.Fatalf("sim-pay: %d", st)
+		}
+		got := waitWebhooks(t, s, o.OrderID, "order.created", "order.paid")
+		if got["order.paid"].Data.Attach != "cart="+requestID || got["order.paid"].Data.Order.Status != "PAID" {
+			t.Fatalf("order.paid %+v", got["order.paid"])
+		}
+		return o.OrderID
+	}
+	purchase(s, "svc-1")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = start(t, dir)
+	defer s.Close()
+	if s.DemoShown || s.Demo.KeyID != d.KeyID || s.Demo.KeySecret != d.KeySecret || s.Demo.WebhookSecret != d.WebhookSecret || s.Demo.EndpointID != d.EndpointID {
+		t.Fatalf("restart changed the demo app's credentials: %+v, was %+v", s.Demo, d)
+	}
+	if strings.Contains(s.Summary(), d.KeySecret) {
+		t.Error("a restart shows the API key secret again")
+	}
+	if s.Demo.EndpointURL != s.URL+devstack.DemoWebhookPath {
+		t.Fatalf("endpoint %s after a restart on %s", s.Demo.EndpointURL, s.URL)
+	}
+	purchase(s, "svc-2")
+}
+
+// TestLostDemoCredentialsAreReplaced: payfn shows a secret once, so a start
+// that finds the demo app but not demo-app.json makes new credentials for
+// it, on the same endpoint, and they work.
+func TestLostDemoCredentialsAreReplaced(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir)
+	before := s.Demo
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, devstack.DemoFile)); err != nil {
+		t.Fatal(err)
+	}
+
+	s = start(t, dir)
+	defer s.Close()
+	d := s.Demo
+	if !s.DemoShown || d.KeyID == before.KeyID || d.WebhookSecret == before.WebhookSecret || d.EndpointID != before.EndpointID {
+		t.Fatalf("after losing %s: %+v (shown %v), was %+v", devstack.DemoFile, d, s.DemoShown, before)
+	}
+	var o struct {
+		OrderID string `json:"order_id"`
+	}
+	if st := signed(t, s, http.MethodPost, "/v1/orders", map[string]any{"product_id": devstack.DemoProductID, "quantity": 1,
+		"request_id": "lost-1", "buyer": "bob", "payer_openid": "o-bob-00001"}, &o); st != http.StatusCreated {
+		t.Fatalf("server API with the new key: %d", st)
+	}
+	waitWebhooks(t, s, o.OrderID, "order.created")
 }

@@ -30,6 +30,9 @@ func (s *Stack) routes() http.Handler {
 	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	})
+	// The sample receiver (scripts/receiver) stands in for the demo app's
+	// server: the demo endpoint's webhooks arrive here.
+	mux.Handle(DemoWebhookPath, s.receiver)
 	mux.HandleFunc("GET /dev/products", func(w http.ResponseWriter, r *http.Request) {
 		ps, err := s.App.Store.Products(r.Context(), order.DefaultApp, true)
 		if err != nil {
