@@ -173,3 +173,45 @@ func BenchmarkE2E(b *testing.B) {
 	b.ReportMetric(r.PurchasesPerSec, "purchases/s")
 	b.ReportMetric(r.CallbacksPerSec, "callbacks/s")
 }
+
+// BenchmarkDispatchWebhooks reports the dispatcher's deliveries per second
+// to a loopback receiver, the embedded store and real HTTP in between.
+func BenchmarkDispatchWebhooks(b *testing.B) {
+	f, err := Shared()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := NewServiceStack(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.ResetTimer()
+	r, err := s.RunDispatch(context.Background(), max(b.N, 200))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(r.PerSecond, "deliveries/s")
+	b.ReportMetric(float64(r.Duplicates), "duplicates")
+}
+
+// BenchmarkPaidToFirstAttempt reports the time from an order's PAID
+// decision to its order.paid webhook's first arrival, in the local stack.
+func BenchmarkPaidToFirstAttempt(b *testing.B) {
+	f, err := Shared()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := NewServiceStack(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.ResetTimer()
+	r, err := s.RunPaidLatency(context.Background(), max(b.N, 50), 4)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(r.P50), "p50-ns")
+	b.ReportMetric(float64(r.P99), "p99-ns")
+}

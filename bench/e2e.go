@@ -43,7 +43,10 @@ type Stack struct {
 }
 
 // NewStack starts the local stack in this process.
-func NewStack(f *Fixture) (*Stack, error) {
+func NewStack(f *Fixture) (*Stack, error) { return NewStackWith(f, nil) }
+
+// NewStackWith is NewStack with its configuration edited first.
+func NewStackWith(f *Fixture, edit func(*config.Config)) (*Stack, error) {
 	sim := f.Sim
 	if err := sim.Listen("127.0.0.1:0"); err != nil && !strings.Contains(err.Error(), "already") {
 		return nil, err
@@ -66,6 +69,9 @@ func NewStack(f *Fixture) (*Stack, error) {
 		APIv3Key: APIv3Key, NotifyURL: srv.URL + httpapi.PathVerifyPayment,
 		PublicKeyID: k.PublicKeyID, PublicKeyPEM: k.PublicKeyPEM,
 		PayBaseURL: sim.URL(), PayTimeout: 10 * time.Second, OrderTTL: 30 * time.Minute,
+	}
+	if edit != nil {
+		edit(&cfg)
 	}
 	st, err := setup.NewStack(cfg, setup.Options{Logger: discardLogger()})
 	if err != nil {

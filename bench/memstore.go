@@ -246,14 +246,8 @@ func (s *memStore) Event(context.Context, string) (order.Event, error) {
 func (s *memStore) EventsOf(context.Context, string, string, time.Time, string, int) ([]order.Event, error) {
 	return nil, errNotBenchmarked
 }
-func (s *memStore) DueEvents(context.Context, time.Time, int) ([]order.Event, error) {
-	return nil, errNotBenchmarked
-}
 func (s *memStore) MissingEvents(context.Context, []string) ([]string, error) {
 	return nil, errNotBenchmarked
-}
-func (s *memStore) SetDeliveries(context.Context, order.Event, ...*order.Delivery) error {
-	return errNotBenchmarked
 }
 func (s *memStore) OrdersCreatedAfter(context.Context, time.Time, time.Time, string, int) ([]order.Order, error) {
 	return nil, errNotBenchmarked
@@ -264,3 +258,17 @@ func (s *memStore) TakeOnce(context.Context, string, time.Time) (bool, error) {
 func (s *memStore) OnceExpiry(context.Context, string) (time.Time, error) {
 	return time.Time{}, errNotBenchmarked
 }
+func (s *memStore) TakeOnceMany(context.Context, []string, time.Time) ([]bool, error) {
+	return nil, errNotBenchmarked
+}
+func (s *memStore) InsertDeliveries(context.Context, []order.Delivery) error { return errNotBenchmarked }
+func (s *memStore) DueDeliveries(context.Context, time.Time, int) ([]order.Delivery, error) {
+	return nil, errNotBenchmarked
+}
+func (s *memStore) Delivery(context.Context, string) (order.Delivery, error) {
+	return order.Delivery{}, errNotBenchmarked
+}
+func (s *memStore) Deliveries(context.Context, string) ([]order.Delivery, error) {
+	return nil, errNotBenchmarked
+}
+func (s *memStore) RecordDeliveries(context.Context, []order.Delivery) error { return errNotBenchmarked }

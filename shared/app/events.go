@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,10 +147,13 @@ func claimEventType(s order.Status) string {
 	return ""
 }
 
-// emit inserts the event of a decision once. It returns the event when this
-// call inserted it, so the caller tries its deliveries once the decision is
-// written; nil when it existed already (or the app has nowhere to send it).
-func (a *App) emit(ctx context.Context, decisionKey, typ string, o order.Order, r *order.Refund) (*order.Event, error) {
+// emit inserts the event of a decision once. Its deliveries are queued
+// first, with ids derived from the event's, so a crash between the two
+// leaves deliveries waiting for an event that the decision's roll-forward
+// inserts, never an event without its deliveries. It returns the
+// deliveries when this call inserted the event, for the caller to try once
+// the decision is written.
+func (a *App) emit(ctx context.Context, decisionKey, typ string, o order.Order, r *order.Refund) ([]order.Delivery, error) {
 	if a.svc == nil {
 		// Service mode is off: a lone mini-program has no servers to tell.
 		// In service mode every deciding function holds the service key.
@@ -165,36 +169,35 @@ func (a *App) emit(ctx context.Context, decisionKey, typ string, o order.Order, 
 	if err != nil {
 		return nil, fmt.Errorf("encode event %s: %w", id, err)
 	}
-	e := order.Event{ID: id, AppID: o.AppID, Type: typ, OrderID: o.ID, CreatedAt: now, Body: string(body),
-		Deliveries: map[string]*order.Delivery{}}
 	x, err := a.store.App(ctx, o.AppID)
 	if err != nil && !errors.Is(err, order.ErrNotFound) {
 		return nil, storeError("load app "+o.AppID, err)
 	}
-	for _, ep := range x.Endpoints {
+	var ds []order.Delivery
+	for _, ep := range x.SortedEndpoints() {
 		if ep.Wants(typ) {
-			e.Deliveries[ep.ID] = &order.Delivery{EndpointID: ep.ID, Status: order.DeliveryPending, NextAt: now.Add(inlineGrace)}
+			ds = append(ds, order.Delivery{ID: order.DeliveryID(id, ep.ID), EventID: id, AppID: o.AppID, EndpointID: ep.ID,
+				Type: typ, Body: string(body), Status: order.DeliveryPending, NextAt: now.Add(inlineGrace), CreatedAt: now})
 		}
 	}
-	e.Summarize()
-	err = a.store.InsertEvent(ctx, e)
+	if err := a.store.InsertDeliveries(ctx, ds); err != nil {
+		return nil, storeError("queue deliveries", err)
+	}
+	err = a.store.InsertEvent(ctx, order.Event{ID: id, AppID: o.AppID, Type: typ, OrderID: o.ID, CreatedAt: now, Body: string(body)})
 	if errors.Is(err, order.ErrDuplicate) {
 		return nil, nil
 	} else if err != nil {
 		return nil, storeError("insert event", err)
 	}
-	a.log.InfoContext(ctx, "event recorded", "event_id", id, "type", typ, "app_id", o.AppID, "order_id", o.ID, "deliveries", len(e.Deliveries))
-	if !e.Pending {
-		return nil, nil
-	}
-	return &e, nil
+	a.log.InfoContext(ctx, "event recorded", "event_id", id, "type", typ, "app_id", o.AppID, "order_id", o.ID, "deliveries", len(ds))
+	return ds, nil
 }
 
 // deliverNow is the attempt right after a decision, bounded so the answer
 // to the caller (WeChat Pay above all) is not late. Whatever happens is
 // recorded and the dispatcher's schedule takes over.
-func (a *App) deliverNow(ctx context.Context, e *order.Event) {
-	if e == nil || a.hooks.Sender == nil || !a.hooks.Inline {
+func (a *App) deliverNow(ctx context.Context, ds []order.Delivery) {
+	if len(ds) == 0 || a.hooks.Sender == nil || !a.hooks.Inline {
 		return
 	}
 	budget := inlineBudget
@@ -206,102 +209,147 @@ func (a *App) deliverNow(ctx context.Context, e *order.Event) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
 	defer cancel()
-	_, err := a.leased(ctx, *e, func(e order.Event) error { return a.attempt(ctx, e, nil, attemptFirst) })
+	x, err := a.store.App(ctx, ds[0].AppID)
 	if err != nil {
-		a.log.WarnContext(ctx, "first webhook attempt not recorded; the dispatcher retries", "event_id", e.ID, "err", err)
+		a.log.WarnContext(ctx, "first webhook attempt skipped; the dispatcher delivers", "app_id", ds[0].AppID, "err", err)
+		return
+	}
+	if _, err := a.deliverBatch(ctx, ds, &x, attemptFirst); err != nil {
+		a.log.WarnContext(ctx, "first webhook attempt not recorded; the dispatcher retries", "event_id", ds[0].EventID, "err", err)
 	}
 }
 
 // ensureCreated makes sure an order's order.created event exists.
-func (a *App) ensureCreated(ctx context.Context, o order.Order) (*order.Event, error) {
+func (a *App) ensureCreated(ctx context.Context, o order.Order) ([]order.Delivery, error) {
 	return a.emit(ctx, order.CreatedKey(o.ID), order.EventOrderCreated, o, nil)
 }
 
-// attemptMode says which of an event's deliveries an attempt sends.
+// attemptMode says why a delivery is attempted.
 type attemptMode int
 
 const (
-	attemptFirst     attemptMode = iota // right after the decision: those never tried
-	attemptScheduled                    // the dispatcher: pending ones that are due
-	attemptManual                       // a person's redelivery: every one not disabled
+	attemptFirst     attemptMode = iota // right after the decision
+	attemptScheduled                    // the dispatcher, when it is due
+	attemptManual                       // a person's redelivery
 )
 
-// attempt sends e's deliveries that mode selects, records each outcome and
-// the next try. x is the event's app when the caller has it loaded.
-func (a *App) attempt(ctx context.Context, e order.Event, x *order.App, mode attemptMode) error {
-	manual := mode == attemptManual
-	if x == nil {
-		loaded, err := a.store.App(ctx, e.AppID)
-		if err != nil && !errors.Is(err, order.ErrNotFound) {
-			return storeError("load app "+e.AppID, err)
-		}
-		x = &loaded
+// deliverBatch leases the deliveries (one round trip), sends those it got
+// concurrently, and records the outcomes. It returns how many it sent.
+// x is the deliveries' app (they share one).
+func (a *App) deliverBatch(ctx context.Context, ds []order.Delivery, x *order.App, mode attemptMode) (int, error) {
+	keys := make([]string, len(ds))
+	for i, d := range ds {
+		keys[i] = leaseKey(d, 0)
 	}
+	taken, err := a.store.TakeOnceMany(ctx, keys, a.now().Add(leaseTime))
+	if err != nil {
+		return 0, storeError("take delivery leases", err)
+	}
+	var mine []order.Delivery
+	for i, d := range ds {
+		if taken[i] {
+			mine = append(mine, d)
+		} else if mode == attemptScheduled {
+			// Held, or its holder died: the slow path checks the lease's
+			// expiry and rereads the delivery before sending it.
+			if d2, ok, err := a.takeExpiredLease(ctx, d); err != nil {
+				a.log.WarnContext(ctx, "delivery lease unreadable; retried next run", "delivery", d.ID, "err", err)
+			} else if ok {
+				mine = append(mine, d2)
+			}
+		}
+	}
+	a.sendAll(ctx, mine, x, mode)
+	if err := a.store.RecordDeliveries(context.WithoutCancel(ctx), mine); err != nil {
+		// The leases expire and a later run sends these again, with the
+		// same webhook-ids: at least once, never lost.
+		return len(mine), storeError("record deliveries", err)
+	}
+	return len(mine), nil
+}
+
+// takeExpiredLease takes the next generation of d's lease once the last
+// one has expired, and returns d as stored now (false when someone else
+// holds it or already moved it on).
+func (a *App) takeExpiredLease(ctx context.Context, d order.Delivery) (order.Delivery, bool, error) {
 	now := a.now()
-	type result struct {
-		d   *order.Delivery
-		res webhook.Result
-	}
-	var (
-		mu      sync.Mutex
-		results []result
-		wg      sync.WaitGroup
-	)
-	var changed []*order.Delivery
-	for _, d := range e.Deliveries {
-		switch mode {
-		case attemptFirst:
-			if d.Status != order.DeliveryPending || d.Attempts > 0 {
-				continue
-			}
-		case attemptScheduled:
-			if d.Status != order.DeliveryPending || d.NextAt.After(now) {
-				continue
-			}
-		case attemptManual:
-			if d.Status == order.DeliveryDisabled {
-				if ep, ok := x.Endpoints[d.EndpointID]; !ok || ep.Status != order.EndpointEnabled {
-					continue
-				}
-			}
+	for gen := 0; gen < 100; gen++ {
+		exp, err := a.store.OnceExpiry(ctx, leaseKey(d, gen))
+		if errors.Is(err, order.ErrNotFound) && gen > 0 {
+			// Free: take it below.
+		} else if err != nil && !errors.Is(err, order.ErrNotFound) {
+			return d, false, storeError("read delivery lease", err)
+		} else if err == nil && now.Before(exp) {
+			return d, false, nil // held
+		} else if err == nil {
+			continue // expired: its holder died; try the next generation
 		}
+		took, err := a.store.TakeOnce(ctx, leaseKey(d, gen), now.Add(leaseTime))
+		if err != nil || !took {
+			return d, false, err
+		}
+		fresh, err := a.store.Delivery(ctx, d.ID)
+		if errors.Is(err, order.ErrNotFound) {
+			return d, false, nil // settled meanwhile
+		} else if err != nil {
+			return d, false, storeError("reload delivery", err)
+		}
+		if fresh.Attempts != d.Attempts {
+			return d, false, nil // someone recorded progress
+		}
+		return fresh, true, nil
+	}
+	return d, false, fmt.Errorf("delivery %s: too many expired leases", d.ID)
+}
+
+// leaseKey names a delivery's lease: per attempt count, so every attempt
+// has its own, and per generation, so a dead holder's lease is followed by
+// the next once it expires. Its holder stops before it expires.
+func leaseKey(d order.Delivery, gen int) string {
+	return "lease:" + d.ID + ":" + strconv.Itoa(d.Attempts) + ":" + strconv.Itoa(gen)
+}
+
+// sendAll sends each delivery (concurrently, bounded) and notes the
+// outcome on it.
+func (a *App) sendAll(ctx context.Context, ds []order.Delivery, x *order.App, mode attemptMode) {
+	par := a.hooks.Parallelism
+	if par <= 0 {
+		par = 32
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, par)
+	for i := range ds {
+		d := &ds[i]
 		ep, ok := x.Endpoints[d.EndpointID]
 		if !ok || ep.Status != order.EndpointEnabled {
 			d.Status = order.DeliveryDisabled
-			changed = append(changed, d)
 			continue
 		}
-		header, err := a.signEvent(e, ep, now)
+		now := a.now()
+		header, err := a.signEvent(d, ep, now)
 		if err != nil {
-			return err
+			a.log.ErrorContext(ctx, "cannot sign a webhook; the delivery waits", "delivery", d.ID, "err", err)
+			d.Attempts++
+			d.NextAt = now.Add(nextDelay(d.Attempts))
+			continue
 		}
 		wg.Add(1)
-		go func(d *order.Delivery, url string) {
-			defer wg.Done()
-			res := a.hooks.Sender.Send(ctx, url, header, []byte(e.Body))
+		sem <- struct{}{}
+		go func(url string) {
+			defer func() { <-sem; wg.Done() }()
+			res := a.hooks.Sender.Send(ctx, url, header, []byte(d.Body))
 			mu.Lock()
-			results = append(results, result{d, res})
-			mu.Unlock()
-		}(d, ep.URL)
+			defer mu.Unlock()
+			a.record(ctx, x, d, res, mode == attemptManual)
+		}(ep.URL)
 	}
 	wg.Wait()
-	for _, r := range results {
-		a.record(ctx, e, x, r.d, r.res, manual)
-		changed = append(changed, r.d)
-	}
-	if len(changed) == 0 {
-		return nil
-	}
-	e.Summarize()
-	if err := a.store.SetDeliveries(context.WithoutCancel(ctx), e, changed...); err != nil {
-		return storeError("record deliveries", err)
-	}
-	return nil
 }
 
 // signEvent builds the Standard Webhooks headers, signed with each of the
 // endpoint's valid secrets.
-func (a *App) signEvent(e order.Event, ep order.Endpoint, now time.Time) (map[string][]string, error) {
+func (a *App) signEvent(d *order.Delivery, ep order.Endpoint, now time.Time) (map[string][]string, error) {
 	svc, err := a.service()
 	if err != nil {
 		return nil, err
@@ -317,15 +365,16 @@ func (a *App) signEvent(e order.Event, ep order.Endpoint, now time.Time) (map[st
 		}
 		secrets = append(secrets, plain)
 	}
-	h, err := webhook.Headers(secrets, e.ID, now, []byte(e.Body))
+	h, err := webhook.Headers(secrets, d.EventID, now, []byte(d.Body))
 	if err != nil {
-		return nil, fmt.Errorf("sign event %s for %s: %w", e.ID, ep.ID, err)
+		return nil, fmt.Errorf("sign event %s for %s: %w", d.EventID, ep.ID, err)
 	}
 	return h, nil
 }
 
-// record notes one attempt's outcome on d and schedules the next one.
-func (a *App) record(ctx context.Context, e order.Event, x *order.App, d *order.Delivery, res webhook.Result, manual bool) {
+// record notes one attempt's outcome on d and schedules the next one. The
+// caller holds the lock guarding x.
+func (a *App) record(ctx context.Context, x *order.App, d *order.Delivery, res webhook.Result, manual bool) {
 	now := a.now().UTC().Truncate(time.Millisecond)
 	at := order.Attempt{At: now, Status: res.Status, LatencyMS: res.Latency.Milliseconds(), Manual: manual}
 	if res.Err != nil {
@@ -343,21 +392,20 @@ func (a *App) record(ctx context.Context, e order.Event, x *order.App, d *order.
 	case res.Gone():
 		d.Status = order.DeliveryDisabled
 		level = slog.LevelWarn
-		if err := a.store.SetEndpointStatus(ctx, e.AppID, d.EndpointID, order.EndpointDisabled, "answered 410 Gone"); err != nil {
-			a.log.ErrorContext(ctx, "could not disable a webhook endpoint that answered 410", "app_id", e.AppID, "endpoint_id", d.EndpointID, "err", err)
+		if err := a.store.SetEndpointStatus(ctx, d.AppID, d.EndpointID, order.EndpointDisabled, "answered 410 Gone"); err != nil {
+			a.log.ErrorContext(ctx, "could not disable a webhook endpoint that answered 410", "app_id", d.AppID, "endpoint_id", d.EndpointID, "err", err)
 		}
 		if ep, ok := x.Endpoints[d.EndpointID]; ok {
 			ep.Status = order.EndpointDisabled
 			x.Endpoints[d.EndpointID] = ep
 		}
-	case d.Attempts >= MaxAttempts && !manual:
+	case manual && d.Status != order.DeliveryPending:
+		level = slog.LevelWarn // a failed redelivery leaves a settled delivery as it was
+	case d.Attempts >= MaxAttempts:
 		d.Status = order.DeliveryFailed
 		level = slog.LevelError
 	default:
 		level = slog.LevelWarn
-		if manual && d.Status != order.DeliveryPending {
-			break // a failed manual redelivery leaves a settled delivery as it was
-		}
 		d.Status = order.DeliveryPending
 		next := nextDelay(d.Attempts)
 		if (res.Status == 429 || res.Status == 503) && res.RetryAfter > next {
@@ -366,7 +414,7 @@ func (a *App) record(ctx context.Context, e order.Event, x *order.App, d *order.
 		d.NextAt = now.Add(next)
 	}
 	a.log.LogAttrs(ctx, level, "webhook attempt",
-		slog.String("event_id", e.ID), slog.String("type", e.Type), slog.String("app_id", e.AppID),
+		slog.String("event_id", d.EventID), slog.String("type", d.Type), slog.String("app_id", d.AppID),
 		slog.String("endpoint_id", d.EndpointID), slog.Int("attempt", d.Attempts), slog.Int("status", res.Status),
 		slog.Int64("latency_ms", at.LatencyMS), slog.String("error", at.Error), slog.String("delivery", string(d.Status)),
 		slog.Bool("manual", manual))
@@ -384,7 +432,7 @@ func nextDelay(attempts int) time.Duration {
 type DispatchReport struct {
 	Due       int  `json:"due"`
 	Attempted int  `json:"attempted"`
-	Skipped   int  `json:"skipped"` // another dispatcher holds the event's lease
+	Skipped   int  `json:"skipped"` // another dispatcher holds the delivery's lease
 	Created   int  `json:"created_events_repaired"`
 	Stopped   bool `json:"stopped"` // the deadline came before the work ran out
 }
@@ -408,9 +456,13 @@ func (a *App) DispatchJob(ctx context.Context) (JobReport, error) {
 	return r, err
 }
 
+// dispatchPage is how many due deliveries the dispatcher takes at a time.
+const dispatchPage = 200
+
 // DispatchWebhooks is the dispatcher job: it repairs missing order.created
-// events, then attempts every delivery that is due, each event under a
-// lease so two dispatchers never send it at once.
+// events, then attempts every delivery that is due, each under a lease so
+// two dispatchers (or a dispatcher and an inline attempt) never send it at
+// once.
 func (a *App) DispatchWebhooks(ctx context.Context) (DispatchReport, error) {
 	var rep DispatchReport
 	if a.svc == nil {
@@ -425,150 +477,46 @@ func (a *App) DispatchWebhooks(ctx context.Context) (DispatchReport, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		stopAt = dl.Add(-max(2*time.Second, time.Until(dl)/10))
 	}
-	par := a.hooks.Parallelism
-	if par <= 0 {
-		par = 32
-	}
 	apps := map[string]*order.App{}
-	var appMu sync.Mutex
-	appOf := func(id string) (*order.App, error) {
-		appMu.Lock()
-		defer appMu.Unlock()
-		if x, ok := apps[id]; ok {
-			return x, nil
-		}
-		x, err := a.store.App(ctx, id)
-		if err != nil && !errors.Is(err, order.ErrNotFound) {
-			return nil, err
-		}
-		apps[id] = &x
-		return &x, nil
-	}
 	for {
 		if !stopAt.IsZero() && time.Until(stopAt) < leaseTime {
 			rep.Stopped = true
 			return rep, nil
 		}
-		due, err := a.store.DueEvents(ctx, a.now(), 200)
+		due, err := a.store.DueDeliveries(ctx, a.now(), dispatchPage)
 		if err != nil {
-			return rep, storeError("list due events", err)
+			return rep, storeError("list due deliveries", err)
 		}
 		rep.Due += len(due)
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, par)
-		var mu sync.Mutex
-		progressed := 0
-		for _, e := range due {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func(e order.Event) {
-				defer func() { <-sem; wg.Done() }()
-				took, err := a.leased(ctx, e, func(e order.Event) error {
-					x, err := appOf(e.AppID)
-					if err != nil {
-						return storeError("load app", err)
-					}
-					actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-					defer cancel()
-					appMu.Lock() // the app's endpoint map is shared between goroutines
-					xc := cloneApp(*x)
-					appMu.Unlock()
-					err = a.attempt(actx, e, &xc, attemptScheduled)
-					appMu.Lock()
-					*x = mergeDisabled(*x, xc)
-					appMu.Unlock()
-					return err
-				})
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					a.log.WarnContext(ctx, "webhook delivery not recorded; retried next run", "event_id", e.ID, "err", err)
-				}
-				if took {
-					rep.Attempted++
-					progressed++
-				} else {
-					rep.Skipped++
-				}
-			}(e)
+		byApp := map[string][]order.Delivery{}
+		for _, d := range due {
+			byApp[d.AppID] = append(byApp[d.AppID], d)
 		}
-		wg.Wait()
-		if len(due) < 200 || progressed == 0 {
+		sent := 0
+		for appID, ds := range byApp {
+			x, ok := apps[appID]
+			if !ok {
+				loaded, err := a.store.App(ctx, appID)
+				if err != nil && !errors.Is(err, order.ErrNotFound) {
+					return rep, storeError("load app "+appID, err)
+				}
+				x = &loaded
+				apps[appID] = x
+			}
+			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+			n, err := a.deliverBatch(actx, ds, x, attemptScheduled)
+			cancel()
+			sent += n
+			rep.Skipped += len(ds) - n
+			if err != nil {
+				a.log.WarnContext(ctx, "webhook deliveries not recorded; retried after their leases expire", "app_id", appID, "err", err)
+			}
+		}
+		rep.Attempted += sent
+		if len(due) < dispatchPage || sent == 0 {
 			return rep, nil
 		}
 	}
-}
-
-func cloneApp(x order.App) order.App {
-	eps := make(map[string]order.Endpoint, len(x.Endpoints))
-	for k, v := range x.Endpoints {
-		eps[k] = v
-	}
-	x.Endpoints = eps
-	return x
-}
-
-// mergeDisabled carries endpoints an attempt disabled (410) into the shared
-// copy, so later events of the run are not sent there.
-func mergeDisabled(into, from order.App) order.App {
-	for id, ep := range from.Endpoints {
-		if ep.Status == order.EndpointDisabled {
-			if cur, ok := into.Endpoints[id]; ok && cur.Status != order.EndpointDisabled {
-				cur.Status = order.EndpointDisabled
-				into.Endpoints[id] = cur
-			}
-		}
-	}
-	return into
-}
-
-// leased runs fn on e under the event's delivery lease and reports whether
-// it got the lease. A lease is an insert-once key for the event's attempt
-// count and a generation; its holder stops before it expires. When a
-// holder died, the next generation is taken once the last one expired, and
-// the event is read again so a stale copy is never delivered.
-func (a *App) leased(ctx context.Context, e order.Event, fn func(order.Event) error) (bool, error) {
-	version := 0
-	for _, d := range e.Deliveries {
-		version += d.Attempts
-	}
-	now := a.now()
-	base := "lease:" + e.ID + ":" + strconv.Itoa(version) + ":"
-	for gen := 0; gen < 1000; gen++ {
-		took, err := a.store.TakeOnce(ctx, base+strconv.Itoa(gen), now.Add(leaseTime))
-		if err != nil {
-			return false, storeError("take delivery lease", err)
-		}
-		if took {
-			if gen > 0 {
-				fresh, err := a.store.Event(ctx, e.ID)
-				if err != nil {
-					return true, storeError("reload event", err)
-				}
-				if v := attemptsOf(fresh); v != version {
-					return true, nil // someone recorded progress: nothing to do
-				}
-				e = fresh
-			}
-			return true, fn(e)
-		}
-		exp, err := a.store.OnceExpiry(ctx, base+strconv.Itoa(gen))
-		if err != nil && !errors.Is(err, order.ErrNotFound) {
-			return false, storeError("read delivery lease", err)
-		}
-		if err == nil && now.Before(exp) {
-			return false, nil // held
-		}
-	}
-	return false, fmt.Errorf("event %s: too many expired leases", e.ID)
-}
-
-func attemptsOf(e order.Event) int {
-	n := 0
-	for _, d := range e.Deliveries {
-		n += d.Attempts
-	}
-	return n
 }
 
 // sweepCreated rolls order.created forward for orders whose creator died
@@ -623,36 +571,33 @@ func (a *App) sweepCreated(ctx context.Context) (int, error) {
 	return repaired, nil
 }
 
-// EventView is an event as its app (or the operator) sees it.
+// EventView is an event as its app (or the operator) sees it, with its
+// deliveries and their attempts.
 type EventView struct {
-	ID         string            `json:"id"`
-	Type       string            `json:"type"`
-	AppID      string            `json:"app_id"`
-	OrderID    string            `json:"order_id"`
-	CreatedAt  time.Time         `json:"created_at"`
-	Data       json.RawMessage   `json:"data"`
-	Deliveries []*order.Delivery `json:"deliveries"`
+	ID         string           `json:"id"`
+	Type       string           `json:"type"`
+	AppID      string           `json:"app_id"`
+	OrderID    string           `json:"order_id"`
+	CreatedAt  time.Time        `json:"created_at"`
+	Data       json.RawMessage  `json:"data"`
+	Deliveries []order.Delivery `json:"deliveries"`
 }
 
-func viewEvent(e order.Event) EventView {
+func (a *App) viewEvent(ctx context.Context, e order.Event, withDeliveries bool) (EventView, error) {
 	var b struct {
 		Data json.RawMessage `json:"data"`
 	}
 	_ = json.Unmarshal([]byte(e.Body), &b) // written by emit; always valid
-	ds := make([]*order.Delivery, 0, len(e.Deliveries))
-	for _, d := range e.Deliveries {
-		ds = append(ds, d)
-	}
-	sortDeliveries(ds)
-	return EventView{ID: e.ID, Type: e.Type, AppID: e.AppID, OrderID: e.OrderID, CreatedAt: e.CreatedAt, Data: b.Data, Deliveries: ds}
-}
-
-func sortDeliveries(ds []*order.Delivery) {
-	for i := 1; i < len(ds); i++ {
-		for j := i; j > 0 && ds[j].EndpointID < ds[j-1].EndpointID; j-- {
-			ds[j], ds[j-1] = ds[j-1], ds[j]
+	v := EventView{ID: e.ID, Type: e.Type, AppID: e.AppID, OrderID: e.OrderID, CreatedAt: e.CreatedAt, Data: b.Data, Deliveries: []order.Delivery{}}
+	if withDeliveries {
+		ds, err := a.store.Deliveries(ctx, e.ID)
+		if err != nil {
+			return EventView{}, storeError("list deliveries", err)
 		}
+		sort.Slice(ds, func(i, j int) bool { return ds[i].EndpointID < ds[j].EndpointID })
+		v.Deliveries = ds
 	}
+	return v, nil
 }
 
 // EventPage is a page of events, newest first; Next continues it.
@@ -691,7 +636,9 @@ func (a *App) ListEvents(ctx context.Context, appID, orderID, cursor string, lim
 	}
 	page := EventPage{Events: make([]EventView, len(es))}
 	for i, e := range es {
-		page.Events[i] = viewEvent(e)
+		if page.Events[i], err = a.viewEvent(ctx, e, true); err != nil {
+			return EventPage{}, err
+		}
 	}
 	if len(es) == limit {
 		last := es[len(es)-1]
@@ -707,7 +654,7 @@ func (a *App) GetEvent(ctx context.Context, appID, eventID string) (EventView, e
 	if err != nil {
 		return EventView{}, err
 	}
-	return viewEvent(e), nil
+	return a.viewEvent(ctx, e, true)
 }
 
 // appEvent loads eventID and hides it unless it is appID's.
@@ -725,52 +672,57 @@ func (a *App) appEvent(ctx context.Context, appID, eventID string) (order.Event,
 }
 
 // Redeliver sends one of the app's events again now, with the same
-// webhook-id, to every enabled endpoint that wanted it (and to endpoints
-// added since that want its type), and returns the outcome.
+// webhook-id, to every enabled endpoint that wants it (its earlier
+// deliveries, and endpoints added since), and returns the outcome. A
+// delivery still pending counts the attempt and settles on success.
 // Errors: INVALID_EVENT_ID, EVENT_NOT_FOUND, DELIVERY_IN_PROGRESS,
 // SERVICE_MODE_NOT_CONFIGURED, STORE_UNAVAILABLE.
 func (a *App) Redeliver(ctx context.Context, appID, eventID string) (EventView, error) {
 	if _, err := a.service(); err != nil {
 		return EventView{}, err
 	}
+	if a.hooks.Sender == nil {
+		return EventView{}, Errorf(KindUnavailable, CodeServiceNotEnabled, "webhook delivery is not configured here")
+	}
 	e, err := a.appEvent(ctx, appID, eventID)
 	if err != nil {
 		return EventView{}, err
 	}
 	x, err := a.loadApp(ctx, appID)
-	if err != nil && ErrorOf(err).Code != CodeAppNotFound {
-		return EventView{}, err
-	}
-	if e.Deliveries == nil {
-		e.Deliveries = map[string]*order.Delivery{}
-	}
-	for _, ep := range x.Endpoints {
-		if _, ok := e.Deliveries[ep.ID]; !ok && ep.Wants(e.Type) {
-			e.Deliveries[ep.ID] = &order.Delivery{EndpointID: ep.ID, Status: order.DeliveryPending, NextAt: a.now()}
-		}
-	}
-	var out order.Event
-	took, err := a.leased(ctx, e, func(e order.Event) error {
-		if a.hooks.Sender == nil {
-			return Errorf(KindUnavailable, CodeServiceNotEnabled, "webhook delivery is not configured here")
-		}
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		defer cancel()
-		if err := a.attempt(actx, e, &x, attemptManual); err != nil {
-			return err
-		}
-		out = e
-		return nil
-	})
 	if err != nil {
 		return EventView{}, err
 	}
-	if !took {
+	known, err := a.store.Deliveries(ctx, e.ID)
+	if err != nil {
+		return EventView{}, storeError("list deliveries", err)
+	}
+	byEndpoint := map[string]order.Delivery{}
+	for _, d := range known {
+		if prev, ok := byEndpoint[d.EndpointID]; !ok || prev.Status != order.DeliveryPending {
+			byEndpoint[d.EndpointID] = d
+		}
+	}
+	now := a.now().UTC().Truncate(time.Millisecond)
+	var ds []order.Delivery
+	for _, ep := range x.SortedEndpoints() {
+		d, ok := byEndpoint[ep.ID]
+		switch {
+		case ok && ep.Status == order.EndpointEnabled:
+			d.Body = e.Body
+			ds = append(ds, d)
+		case !ok && ep.Wants(e.Type):
+			ds = append(ds, order.Delivery{ID: order.DeliveryID(e.ID, ep.ID), EventID: e.ID, AppID: e.AppID, EndpointID: ep.ID,
+				Type: e.Type, Body: e.Body, Status: order.DeliveryFailed, NextAt: now, CreatedAt: now})
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	n, err := a.deliverBatch(ctx, ds, &x, attemptManual)
+	if err != nil {
+		return EventView{}, err
+	}
+	if n < len(ds) {
 		return EventView{}, Errorf(KindConflict, CodeDeliveryInProgress, "event %s is being delivered right now; try again in a minute", eventID)
 	}
-	fresh, err := a.store.Event(ctx, out.ID)
-	if err != nil {
-		return EventView{}, storeError("reload event", err)
-	}
-	return viewEvent(fresh), nil
+	return a.viewEvent(ctx, e, true)
 }

@@ -135,19 +135,27 @@ type ServiceStore interface {
 	// EventsOf lists appID's events newest first, older than the cursor
 	// (zero: from the newest); orderID, when set, keeps that order's.
 	EventsOf(ctx context.Context, appID, orderID string, beforeAt time.Time, beforeID string, limit int) ([]order.Event, error)
-	// DueEvents lists events with a delivery due at or before now.
-	DueEvents(ctx context.Context, now time.Time, limit int) ([]order.Event, error)
+	// InsertDeliveries queues deliveries, leaving ones already queued.
+	InsertDeliveries(ctx context.Context, ds []order.Delivery) error
+	// DueDeliveries lists queued deliveries due at or before now.
+	DueDeliveries(ctx context.Context, now time.Time, limit int) ([]order.Delivery, error)
+	// Delivery returns a queued delivery, or order.ErrNotFound.
+	Delivery(ctx context.Context, id string) (order.Delivery, error)
+	// Deliveries lists an event's deliveries, queued and settled.
+	Deliveries(ctx context.Context, eventID string) ([]order.Delivery, error)
+	// RecordDeliveries stores attempts' outcomes: pending ones stay queued,
+	// settled ones move to the delivered log.
+	RecordDeliveries(ctx context.Context, ds []order.Delivery) error
 	// MissingEvents returns those of ids no event has.
 	MissingEvents(ctx context.Context, ids []string) ([]string, error)
-	// SetDeliveries records the given deliveries of e and e's summary
-	// (Pending, NextAt), leaving its other deliveries as they are.
-	SetDeliveries(ctx context.Context, e order.Event, ds ...*order.Delivery) error
 	// OrdersCreatedAfter lists orders of every status created before t, by
 	// (created_at, id), after the cursor.
 	OrdersCreatedAfter(ctx context.Context, createdBefore, afterAt time.Time, afterID string, limit int) ([]order.Order, error)
 	// TakeOnce inserts key unless it exists and reports whether this
 	// caller did; the key lives until expireAt (and is purged after).
 	TakeOnce(ctx context.Context, key string, expireAt time.Time) (bool, error)
+	// TakeOnceMany is TakeOnce for many keys at once.
+	TakeOnceMany(ctx context.Context, keys []string, expireAt time.Time) ([]bool, error)
 	// OnceExpiry returns when a key TakeOnce inserted expires, or
 	// order.ErrNotFound.
 	OnceExpiry(ctx context.Context, key string) (time.Time, error)

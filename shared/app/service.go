@@ -238,9 +238,14 @@ func (a *App) GetServiceOrder(ctx context.Context, appID, orderID string, refres
 	if err != nil {
 		return ServiceOrder{}, err
 	}
-	if refresh && o.Status == order.StatusNotPay {
+	// Refreshes share queryOrder's per-order throttle: one question to the
+	// channel per interval, whoever asks; the others read what it learnt.
+	if refresh && o.Status == order.StatusNotPay && a.mayQuery(ctx, o.ID) {
 		settled, err := a.reconcile(ctx, o)
 		if err != nil {
+			if rerr := a.store.ReleaseSlot(ctx, queryKey(o.ID), a.queryGap, a.now()); rerr != nil {
+				a.log.WarnContext(ctx, "could not release the query slot", "order_id", o.ID, "err", rerr)
+			}
 			return ServiceOrder{}, err
 		}
 		o = settled

@@ -169,9 +169,9 @@ const (
 	DeliveryDisabled  DeliveryStatus = "disabled"  // the endpoint was disabled (410, or by the operator)
 )
 
-// Event is one decision reported to an app's server, with its delivery to
-// each endpoint that wanted it when it was made. The events collection is
-// the outbox: the dispatcher reads it and nothing else.
+// Event is one decision reported to an app's server: insert-only, keyed by
+// its decision. Its deliveries live apart (Delivery), so recording an
+// attempt never rewrites the event.
 type Event struct {
 	ID        string    `bson:"_id" json:"id"`
 	AppID     string    `bson:"app_id" json:"app_id"`
@@ -180,22 +180,28 @@ type Event struct {
 	CreatedAt time.Time `bson:"created_at" json:"created_at"`
 	// Body is the exact JSON delivered, fixed at creation so every attempt
 	// signs and sends the same bytes.
-	Body       string               `bson:"body" json:"-"`
-	Deliveries map[string]*Delivery `bson:"deliveries" json:"-"`
-	// Pending and NextAt summarise the deliveries for the dispatcher's
-	// query: some delivery is pending, the earliest due at NextAt.
-	Pending bool      `bson:"pending" json:"-"`
-	NextAt  time.Time `bson:"next_at" json:"-"`
+	Body string `bson:"body" json:"-"`
 }
 
-// Delivery is an event's delivery to one endpoint.
+// Delivery is an event's delivery to one endpoint. While it is pending it
+// sits in the delivery queue (with a copy of the body, so the dispatcher
+// reads nothing else); once settled it moves to the delivered log.
 type Delivery struct {
+	ID         string         `bson:"_id" json:"-"` // DeliveryID(event, endpoint)
+	EventID    string         `bson:"event_id" json:"-"`
+	AppID      string         `bson:"app_id" json:"-"`
 	EndpointID string         `bson:"endpoint_id" json:"endpoint_id"`
+	Type       string         `bson:"type" json:"-"`
+	Body       string         `bson:"body" json:"-"`
 	Status     DeliveryStatus `bson:"status" json:"status"`
 	Attempts   int            `bson:"attempts" json:"attempts"`
 	NextAt     time.Time      `bson:"next_at" json:"next_at"`
+	CreatedAt  time.Time      `bson:"created_at" json:"-"`
 	History    []Attempt      `bson:"history,omitempty" json:"history,omitempty"`
 }
+
+// DeliveryID is the id of an event's delivery to an endpoint.
+func DeliveryID(eventID, endpointID string) string { return eventID + "/" + endpointID }
 
 // Attempt is one try at delivering an event.
 type Attempt struct {
@@ -204,20 +210,6 @@ type Attempt struct {
 	LatencyMS int64     `bson:"latency_ms" json:"latency_ms"`
 	Error     string    `bson:"error,omitempty" json:"error,omitempty"`
 	Manual    bool      `bson:"manual,omitempty" json:"manual,omitempty"` // a redelivery asked for by a person
-}
-
-// Summarize recomputes Pending and NextAt from the deliveries.
-func (e *Event) Summarize() {
-	e.Pending, e.NextAt = false, time.Time{}
-	for _, d := range e.Deliveries {
-		if d.Status != DeliveryPending {
-			continue
-		}
-		if !e.Pending || d.NextAt.Before(e.NextAt) {
-			e.NextAt = d.NextAt
-		}
-		e.Pending = true
-	}
 }
 
 // ProductKey is a product's stored id. The default app's products keep
@@ -238,3 +230,4 @@ func ServiceRefundNo(appID, refundID string) string {
 	h := sha256.Sum256([]byte("payfn-refund\x00" + appID + "\x00" + refundID))
 	return "RF" + hex.EncodeToString(h[:15])
 }
+

@@ -43,15 +43,17 @@ import (
 
 // Collection names.
 const (
-	colProducts = "products"
-	colOrders   = "orders"
-	colPayments = "payments"
-	colClaims   = "claims"
-	colRefunds  = "refunds"
-	colSlots    = "slots"    // rate-limit slots, one per (key, window)
-	colJobState = "jobstate" // scheduled jobs' cursors and per-item backoff (jobs.go)
-	colApps     = "apps"     // service mode's client apps (service.go)
-	colEvents   = "events"   // the webhook outbox: one document per decision (service.go)
+	colProducts   = "products"
+	colOrders     = "orders"
+	colPayments   = "payments"
+	colClaims     = "claims"
+	colRefunds    = "refunds"
+	colSlots      = "slots"      // rate-limit slots, one per (key, window)
+	colJobState   = "jobstate"   // scheduled jobs' cursors and per-item backoff (jobs.go)
+	colApps       = "apps"       // service mode's client apps (service.go)
+	colEvents     = "events"     // the webhook outbox: one document per decision (service.go)
+	colDeliveries = "deliveries" // webhook deliveries still pending (service.go)
+	colDelivered  = "delivered"  // webhook deliveries settled: succeeded, failed or disabled
 )
 
 // Defaults for Options.
@@ -443,9 +445,17 @@ func ensureIndexes(ctx context.Context, db *mongo.Database) error {
 			Keys:    bson.D{{Key: "app_id", Value: 1}, {Key: "created_at", Value: 1}, {Key: "_id", Value: 1}},
 			Options: options.Index().SetName("app_id_created_at_id"),
 		}},
-		{colEvents, mongo.IndexModel{
-			Keys:    bson.D{{Key: "pending", Value: 1}, {Key: "next_at", Value: 1}},
-			Options: options.Index().SetName("pending_next_at"),
+		{colDeliveries, mongo.IndexModel{
+			Keys:    bson.D{{Key: "next_at", Value: 1}},
+			Options: options.Index().SetName("next_at"),
+		}},
+		{colDeliveries, mongo.IndexModel{
+			Keys:    bson.D{{Key: "event_id", Value: 1}},
+			Options: options.Index().SetName("event_id"),
+		}},
+		{colDelivered, mongo.IndexModel{
+			Keys:    bson.D{{Key: "event_id", Value: 1}},
+			Options: options.Index().SetName("event_id"),
 		}},
 		{colOrders, mongo.IndexModel{
 			Keys:    bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}},
