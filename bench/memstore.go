@@ -261,7 +261,9 @@ func (s *memStore) OnceExpiry(context.Context, string) (time.Time, error) {
 func (s *memStore) TakeOnceMany(context.Context, []string, time.Time) ([]bool, error) {
 	return nil, errNotBenchmarked
 }
-func (s *memStore) InsertDeliveries(context.Context, []order.Delivery) error { return errNotBenchmarked }
+func (s *memStore) InsertDeliveries(context.Context, []order.Delivery) error {
+	return errNotBenchmarked
+}
 func (s *memStore) DueDeliveries(context.Context, time.Time, int) ([]order.Delivery, error) {
 	return nil, errNotBenchmarked
 }
@@ -271,4 +273,6 @@ func (s *memStore) Delivery(context.Context, string) (order.Delivery, error) {
 func (s *memStore) Deliveries(context.Context, string) ([]order.Delivery, error) {
 	return nil, errNotBenchmarked
 }
-func (s *memStore) RecordDeliveries(context.Context, []order.Delivery) error { return errNotBenchmarked }
+func (s *memStore) RecordDeliveries(context.Context, []order.Delivery) error {
+	return errNotBenchmarked
+}

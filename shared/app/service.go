@@ -285,4 +285,3 @@ func (a *App) RefundServiceOrder(ctx context.Context, appID, orderID string, in 
 		AmountFen: in.AmountFen, Reason: in.Reason}, appID, in.RefundID)
 	return ServiceRefund{RefundID: in.RefundID, Refund: r}, created, err
 }
-

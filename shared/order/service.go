@@ -32,15 +32,15 @@ const (
 // the deployment (its keys stay in the secret store); an app only says which
 // of its bound WeChat appids it sells under.
 type App struct {
-	ID           string               `bson:"_id" json:"id"`
-	Name         string               `bson:"name" json:"name"`
-	Status       AppStatus            `bson:"status" json:"status"`
-	Merchant     string               `bson:"merchant" json:"merchant"`
-	WeChatAppIDs []string             `bson:"wechat_appids" json:"wechat_appids"`
-	Keys         map[string]APIKey    `bson:"keys" json:"-"`
-	Endpoints    map[string]Endpoint  `bson:"endpoints" json:"-"`
-	CreatedAt    time.Time            `bson:"created_at" json:"created_at"`
-	UpdatedAt    time.Time            `bson:"updated_at" json:"updated_at"`
+	ID           string              `bson:"_id" json:"id"`
+	Name         string              `bson:"name" json:"name"`
+	Status       AppStatus           `bson:"status" json:"status"`
+	Merchant     string              `bson:"merchant" json:"merchant"`
+	WeChatAppIDs []string            `bson:"wechat_appids" json:"wechat_appids"`
+	Keys         map[string]APIKey   `bson:"keys" json:"-"`
+	Endpoints    map[string]Endpoint `bson:"endpoints" json:"-"`
+	CreatedAt    time.Time           `bson:"created_at" json:"created_at"`
+	UpdatedAt    time.Time           `bson:"updated_at" json:"updated_at"`
 }
 
 // APIKey is one of an app's server-API keys. Only a hash of its secret is
@@ -230,4 +230,3 @@ func ServiceRefundNo(appID, refundID string) string {
 	h := sha256.Sum256([]byte("payfn-refund\x00" + appID + "\x00" + refundID))
 	return "RF" + hex.EncodeToString(h[:15])
 }
-
