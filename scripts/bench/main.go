@@ -295,6 +295,23 @@ func run(quick bool, cpuprofile string) error {
 	add("end to end: purchases/s", fmt.Sprintf("%.1f", e.PurchasesPerSec), "", nil)
 	add(fmt.Sprintf("burst of %d duplicate notifications (%d concurrent senders): callbacks/s", e.Callbacks, e.CallbackConcurrency), fmt.Sprintf("%.0f", e.CallbacksPerSec), "", nil)
 
+	fmt.Fprintln(os.Stderr, "service mode webhooks ...")
+	ss, err := bench.NewServiceStack(f)
+	if err != nil {
+		return err
+	}
+	defer ss.Close()
+	dr, err := ss.RunDispatch(context.Background(), scale(1000, 200))
+	if err != nil {
+		return err
+	}
+	add(fmt.Sprintf("webhook dispatcher: %d due deliveries to a loopback receiver, deliveries/s", dr.Events), fmt.Sprintf("%.0f", dr.PerSecond), "≥ 500/s", ptr(dr.PerSecond >= 500))
+	lr, err := ss.RunPaidLatency(context.Background(), scale(200, 40), 4)
+	if err != nil {
+		return err
+	}
+	add(fmt.Sprintf("webhook: PAID decision to first order.paid arrival, %d purchases (4 concurrent), p50 / p99", lr.Purchases), fmt.Sprintf("%s / %s", ms(lr.P50), ms(lr.P99)), "p99 ≤ 1 s", ptr(lr.P99 <= time.Second))
+
 	fmt.Printf("\npayfn benchmarks — %s, %d CPUs, %s linux/%s\n\n", time.Now().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), runtime.GOARCH)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "metric\tvalue\ttarget\tresult")
