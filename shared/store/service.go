@@ -228,7 +228,12 @@ func (s *Store) TakeOnceMany(ctx context.Context, keys []string, expireAt time.T
 // themselves, 1,000 due events took 20 s to deliver.
 
 // InsertDeliveries queues deliveries; ones already queued (same id) are
-// left as they are.
+// left as they are, and ones already settled are not queued again: a
+// decision rolled forward after its delivery settled (a repeated order
+// request, a duplicate notification that lost the claim) must not send its
+// event twice. A settled delivery is logged before it leaves the queue, so
+// a fresh insert here whose id is in the log is such a repeat, and is taken
+// back out.
 func (s *Store) InsertDeliveries(ctx context.Context, ds []order.Delivery) error {
 	if len(ds) == 0 {
 		return nil
@@ -238,8 +243,40 @@ func (s *Store) InsertDeliveries(ctx context.Context, ds []order.Delivery) error
 		d.NextAt, d.CreatedAt = bsonTime(d.NextAt), bsonTime(d.CreatedAt)
 		docs[i] = d
 	}
-	if _, err := s.insertMany(ctx, colDeliveries, docs); err != nil {
+	dup, err := s.insertMany(ctx, colDeliveries, docs)
+	if err != nil {
 		return fmt.Errorf("queue %d deliveries: %w", len(ds), err)
+	}
+	var fresh []string
+	for i, d := range ds {
+		if !dup[i] {
+			fresh = append(fresh, d.ID)
+		}
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	var settled []struct {
+		ID string `bson:"_id"`
+	}
+	if err := s.findAll(ctx, colDelivered, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: fresh}}}}, bson.D{{Key: "_id", Value: 1}}, &settled); err != nil {
+		return fmt.Errorf("queue %d deliveries: look for settled ones: %w", len(ds), err)
+	}
+	if len(settled) == 0 {
+		return nil
+	}
+	ids := make([]string, len(settled))
+	for i, x := range settled {
+		ids[i] = x.ID
+	}
+	c, err := s.collection(ctx, colDeliveries)
+	if err != nil {
+		return fmt.Errorf("unqueue %d settled deliveries: %w", len(ids), err)
+	}
+	octx, cancel := s.opCtx(ctx)
+	defer cancel()
+	if _, err := c.DeleteMany(octx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "attempts", Value: 0}}); err != nil {
+		return fmt.Errorf("unqueue %d settled deliveries: %w", len(ids), err)
 	}
 	return nil
 }
