@@ -121,8 +121,12 @@ func serve(w http.ResponseWriter, r *http.Request, routes []route, auth func(r *
 		if len(body) > 0 {
 			return app.Errorf(app.KindInvalid, app.CodeInvalidRequest, "a %s request has no body", r.Method)
 		}
-	} else if err := checkJSONContentType(r); err != nil {
-		return err
+	} else if len(body) > 0 {
+		// A body must be JSON; routes that take none (redeliver, rotations)
+		// may be sent without one, and without a type.
+		if err := checkJSONContentType(r); err != nil {
+			return err
+		}
 	}
 	if err := auth(r, body); err != nil {
 		return err
