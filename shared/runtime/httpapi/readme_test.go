@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/payfn/payfn/shared/app"
 )
 
 // Issue 10, item 10: README.md's HTTP contract names every error code the
@@ -138,5 +140,66 @@ func TestREADMEContractListsEachFunctionsAnswers(t *testing.T) {
 				t.Errorf("POST %s: README.md does not list %s", rt.path, code)
 			}
 		}
+	}
+}
+
+// TestREADMEContractListsEachServiceRoutesAnswers: each operation of
+// docs/openapi.json (the server and operator APIs) has its "### METHOD path"
+// section in the HTTP contract, which names every code the document lists
+// for it (those every route gives included) and METHOD_NOT_ALLOWED.
+// SECRETS_UNAVAILABLE is in the table of answers every function gives.
+func TestREADMEContractListsEachServiceRoutesAnswers(t *testing.T) {
+	contract := readmeContract(t)
+	doc := loadOpenAPI(t)
+	for _, o := range openAPIOps(t, doc) {
+		head := "\n### " + o.method + " " + o.path
+		_, sec, ok := strings.Cut(contract, head+"\n")
+		if !ok {
+			_, sec, ok = strings.Cut(contract, head+" ")
+		}
+		if !ok {
+			t.Errorf("README.md's HTTP contract has no ### %s %s section", o.method, o.path)
+			continue
+		}
+		sec, _, _ = strings.Cut(sec, "\n### ")
+		want := []string{app.CodeMethodNotAllowed}
+		for _, codes := range errorCodes(t, doc, o) {
+			want = append(want, codes...)
+		}
+		for _, code := range want {
+			if code != app.CodeSecretsUnavailable && !names(sec, code) {
+				t.Errorf("%s %s: README.md does not list %s", o.method, o.path, code)
+			}
+		}
+	}
+}
+
+// TestREADMEServiceModeSigningExample: the worked example of a signed
+// server request in README.md is what app.SignServerRequest computes.
+func TestREADMEServiceModeSigningExample(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	_, sec, ok := strings.Cut(readme, "\n## Service mode\n")
+	if !ok {
+		t.Fatal(`README.md has no "## Service mode" section`)
+	}
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	const (
+		secret = "sk_Xq3vJ0bWcL8zT2mN5pR7sY1uA4dF6gH9kE0iO3wQ5tZ"
+		ts     = "1764583200"
+		nonce  = "3f9a1c0e5b7d2f4a6c8e0b1d3f5a7c9e"
+		body   = `{"product_id":"latte","quantity":1,"request_id":"r-1001","buyer":"u-42","payer_openid":"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}`
+	)
+	toSign := string(app.StringToSign("POST", "/v1/orders", ts, nonce, []byte(body)))
+	for _, want := range []string{"`" + secret + "`", "```\n" + toSign + "\n```", "`" + app.SignServerRequest(secret, "POST", "/v1/orders", ts, nonce, []byte(body)) + "`"} {
+		if !strings.Contains(sec, want) {
+			t.Errorf("README.md's Service mode section does not show %q", want)
+		}
+	}
+	if i, j := strings.Index(readme, "\n## Service mode\n"), strings.Index(readme, "\n## Configuration\n"); i > j {
+		t.Error(`"## Service mode" must come before "## Configuration"`)
 	}
 }
