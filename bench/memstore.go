@@ -202,12 +202,12 @@ func (s *memStore) UndecidedPayments(context.Context, string, int) ([]order.Paym
 	return nil, errNotBenchmarked
 }
 
-func (s *memStore) CountOpenOrders(_ context.Context, owner string, t time.Time) (int, error) {
+func (s *memStore) CountOpenOrders(_ context.Context, appID, owner string, t time.Time) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for _, o := range s.orders {
-		if o.Owner == owner && o.Status == order.StatusNotPay && o.ExpiresAt.After(t) {
+		if o.Owner == owner && o.AppID == appID && o.Status == order.StatusNotPay && o.ExpiresAt.After(t) {
 			n++
 		}
 	}

@@ -58,6 +58,10 @@ type Config struct {
 	// webhooks): it derives the apps' API key secrets and seals their
 	// webhook secrets. At least 32 bytes; nil leaves service mode off.
 	ServiceKey []byte
+	// ServiceKeyPrevious, during a rotation of the service key, keeps the
+	// API keys derived from it valid and the webhook secrets it sealed
+	// readable, until the apps have rotated theirs.
+	ServiceKeyPrevious []byte
 	// Webhooks configure delivery in service mode.
 	Webhooks WebhookOptions
 	// BoundAppIDs are the merchant's appids, for a function without the
@@ -128,6 +132,9 @@ func New(cfg Config) *App {
 	a.bound = cfg.BoundAppIDs
 	if cfg.ServiceKey != nil {
 		svc, err := newServiceKeys(cfg.ServiceKey)
+		if err == nil && cfg.ServiceKeyPrevious != nil {
+			svc.prev, err = newServiceKeys(cfg.ServiceKeyPrevious)
+		}
 		if err != nil {
 			a.log.Error("service mode is off: the service key is unusable", "err", err)
 		} else {
@@ -265,7 +272,7 @@ func (a *App) createOrder(ctx context.Context, who newOrder, in CreateOrderInput
 	if !p.Active {
 		return order.Order{}, false, Errorf(KindConflict, CodeProductNotOnSale, "product %q is not on sale", in.ProductID)
 	}
-	if err := a.checkOpenOrders(ctx, who.owner); err != nil {
+	if err := a.checkOpenOrders(ctx, who); err != nil {
 		return order.Order{}, false, err
 	}
 	o, err = order.NewOrder(a.newID(), who.owner, in.RequestID, p, in.Quantity, a.now(), a.ttl)
@@ -297,11 +304,11 @@ func (a *App) createOrder(ctx context.Context, who newOrder, in CreateOrderInput
 // unpaid ones that can still be paid. Concurrent requests each count before
 // inserting, so a burst can pass the cap by its width: it bounds abuse, it
 // is not an exact quota.
-func (a *App) checkOpenOrders(ctx context.Context, caller string) error {
+func (a *App) checkOpenOrders(ctx context.Context, who newOrder) error {
 	if a.maxOpen < 0 {
 		return nil
 	}
-	n, err := a.store.CountOpenOrders(ctx, caller, a.now())
+	n, err := a.store.CountOpenOrders(ctx, who.app, who.owner, a.now())
 	if err != nil {
 		return storeError("count open orders", err)
 	}

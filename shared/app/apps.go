@@ -78,6 +78,9 @@ var (
 type serviceKeys struct {
 	master []byte
 	seal   cipher.AEAD
+	// prev is the previous service key during its rotation: API keys
+	// derived from it still authenticate and secrets it sealed still open.
+	prev *serviceKeys
 }
 
 func newServiceKeys(master []byte) (*serviceKeys, error) {
@@ -113,6 +116,28 @@ func (k *serviceKeys) sealSecret(secret string) (string, error) {
 }
 
 func (k *serviceKeys) openSecret(sealed string) (string, error) {
+	plain, err := k.open1(sealed)
+	if err != nil && k.prev != nil {
+		if p, perr := k.prev.open1(sealed); perr == nil {
+			return p, nil
+		}
+	}
+	return plain, err
+}
+
+// keyMatch returns the secret of API key keyID if hash is its stored hash,
+// under the current service key or, during a rotation, the previous one.
+func (k *serviceKeys) keyMatch(keyID, hash string) (string, bool) {
+	for kk := k; kk != nil; kk = kk.prev {
+		secret := kk.keySecret(keyID)
+		if subtle.ConstantTimeCompare([]byte(order.HashSecret(secret)), []byte(hash)) == 1 {
+			return secret, true
+		}
+	}
+	return "", false
+}
+
+func (k *serviceKeys) open1(sealed string) (string, error) {
 	b, err := base64.StdEncoding.DecodeString(sealed)
 	if err != nil || len(b) < k.seal.NonceSize() {
 		return "", errors.New("open webhook secret: malformed")
@@ -628,9 +653,8 @@ func (a *App) AuthenticateServer(ctx context.Context, r ServerRequest) (order.Ap
 		return order.App{}, storeError("load app", err)
 	}
 	k, ok := x.Keys[r.KeyID]
-	secret := svc.keySecret(r.KeyID)
-	hash := order.HashSecret(secret)
-	if !ok || !k.ValidAt(now) || subtle.ConstantTimeCompare([]byte(hash), []byte(k.SecretHash)) != 1 {
+	secret, matched := svc.keyMatch(r.KeyID, k.SecretHash)
+	if !ok || !k.ValidAt(now) || !matched {
 		return bad("unknown, expired or revoked API key")
 	}
 	want := SignServerRequest(secret, r.Method, r.Path, r.Timestamp, r.Nonce, r.Body)

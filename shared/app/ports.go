@@ -66,8 +66,9 @@ type Store interface {
 	// still pending or unconfirmed, oldest first, after the given transaction
 	// id in that order ("" for the start).
 	UndecidedPayments(ctx context.Context, after string, limit int) ([]order.Payment, error)
-	// CountOpenOrders counts owner's NOTPAY orders that expire after t.
-	CountOpenOrders(ctx context.Context, owner string, t time.Time) (int, error)
+	// CountOpenOrders counts owner's NOTPAY orders in appID that expire
+	// after t.
+	CountOpenOrders(ctx context.Context, appID, owner string, t time.Time) (int, error)
 	// TakeSlot inserts key once per window; it reports whether this caller
 	// took it (false: someone did within the window).
 	TakeSlot(ctx context.Context, key string, window time.Duration, now time.Time) (bool, error)

@@ -80,6 +80,10 @@ type Config struct {
 	// private addresses: for the local stack, never for a public one.
 	ServiceKey          string
 	WebhookAllowPrivate bool
+	// PAYFN_SERVICE_KEY_PREVIOUS (secret): the service key before a
+	// rotation; API keys derived from it and webhook secrets it sealed keep
+	// working until the apps rotate them.
+	ServiceKeyPrevious string
 
 	// Abuse limits and job tuning.
 	MaxOpenOrders  int           // PAYFN_MAX_OPEN_ORDERS: a buyer's unpaid, unexpired orders at most, default 20; -1 none
@@ -193,6 +197,7 @@ func Load(getenv func(string) string) (Config, error) {
 		AdminKeyPrevious:      getenv("PAYFN_ADMIN_KEY_PREVIOUS"),
 		OrderTTL:              duration("PAYFN_ORDER_TTL", 30*time.Minute),
 		ServiceKey:            getenv("PAYFN_SERVICE_KEY"),
+		ServiceKeyPrevious:    getenv("PAYFN_SERVICE_KEY_PREVIOUS"),
 		WebhookAllowPrivate:   boolean("PAYFN_WEBHOOK_ALLOW_PRIVATE"),
 		MaxOpenOrders:         integer("PAYFN_MAX_OPEN_ORDERS", 20, 1, 10000, true),
 		JobParallelism:        integer("PAYFN_JOB_PARALLELISM", 4, 1, 32, false),
@@ -234,7 +239,7 @@ func Load(getenv func(string) string) (Config, error) {
 	for _, k := range []struct{ name, v string }{
 		{"PAYFN_SESSION_SECRET", c.SessionSecret}, {"PAYFN_SESSION_SECRET_PREVIOUS", c.SessionSecretPrevious},
 		{"PAYFN_ADMIN_KEY", c.AdminKey}, {"PAYFN_ADMIN_KEY_PREVIOUS", c.AdminKeyPrevious},
-		{"PAYFN_SERVICE_KEY", c.ServiceKey},
+		{"PAYFN_SERVICE_KEY", c.ServiceKey}, {"PAYFN_SERVICE_KEY_PREVIOUS", c.ServiceKeyPrevious},
 	} {
 		if k.v != "" && len(k.v) < 32 {
 			errs = append(errs, fmt.Errorf("%s is %d bytes; use at least 32 random bytes", k.name, len(k.v)))
@@ -347,6 +352,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("admin_key", set(c.AdminKey)),
 		slog.String("admin_key_previous", set(c.AdminKeyPrevious)),
 		slog.String("service_key", set(c.ServiceKey)),
+		slog.String("service_key_previous", set(c.ServiceKeyPrevious)),
 		slog.Bool("webhook_allow_private", c.WebhookAllowPrivate),
 		slog.Duration("order_ttl", c.OrderTTL),
 		slog.Int("max_open_orders", c.MaxOpenOrders),

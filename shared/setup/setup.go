@@ -81,9 +81,11 @@ var needs = map[Function][]config.Part{
 	VerifyRefund:  {config.PartStore, config.PartPay},
 	CloseExpired:  {config.PartStore, config.PartPay},
 	Reconcile:     {config.PartStore, config.PartPay},
-	// Service mode. Every function that decides records the decision's
-	// event; with PAYFN_SERVICE_KEY it also makes the first delivery
-	// attempt at once (optional: without it the dispatcher delivers).
+	// Service mode needs PAYFN_SERVICE_KEY in these three. In a service
+	// deployment every function that decides (the ones above) must hold it
+	// too: with it, a decision records its event and makes the first
+	// delivery attempt at once; without it, no event is recorded. It stays
+	// optional there so a lone mini-program deployment needs no such key.
 	ServerAPI:        {config.PartStore, config.PartPay, config.PartService},
 	AdminApps:        {config.PartStore, config.PartAdmin, config.PartService},
 	DispatchWebhooks: {config.PartStore, config.PartService},
@@ -269,12 +271,15 @@ func build(cfg config.Config, parts []config.Part, opts Options) (*httpapi.API, 
 	st := &Stack{}
 	ac := app.Config{OrderTTL: cfg.OrderTTL, Now: opts.Now, Logger: logger, AdminKey: cfg.AdminKey, AdminKeyPrevious: cfg.AdminKeyPrevious,
 		MaxOpenOrders: cfg.MaxOpenOrders, QueryInterval: cfg.QueryInterval, Jobs: app.JobOptions{Parallelism: cfg.JobParallelism},
-		BoundAppIDs: append([]string{cfg.AppID}, cfg.ExtraAppIDs...)}
+		BoundAppIDs: boundAppIDs(cfg)}
 	if cfg.ServiceKey != "" {
 		// Any function holding the key delivers a decision's webhooks at
 		// once; the dispatcher retries. Without it, events are recorded
 		// and the dispatcher alone delivers them.
 		ac.ServiceKey = []byte(cfg.ServiceKey)
+		if cfg.ServiceKeyPrevious != "" {
+			ac.ServiceKeyPrevious = []byte(cfg.ServiceKeyPrevious)
+		}
 		ac.Webhooks = app.WebhookOptions{
 			Sender:       webhook.NewSender(webhook.SenderOptions{AllowPrivate: cfg.WebhookAllowPrivate}),
 			AllowPrivate: cfg.WebhookAllowPrivate,
@@ -341,4 +346,13 @@ func channel(cfg config.Config, logger *slog.Logger) (*wxpay.Channel, error) {
 		wc.PlatformCerts = cfg.AcceptPlatformCerts
 	}
 	return wxpay.New(wc)
+}
+
+// boundAppIDs are the merchant's appids as configured, the default first.
+func boundAppIDs(cfg config.Config) []string {
+	var ids []string
+	if cfg.AppID != "" {
+		ids = append(ids, cfg.AppID)
+	}
+	return append(ids, cfg.ExtraAppIDs...)
 }

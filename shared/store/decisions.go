@@ -76,7 +76,7 @@ func (s *Store) UndecidedPayments(ctx context.Context, after string, limit int) 
 
 // CountOpenOrders counts owner's NOTPAY orders that expire after t: the
 // ones that can still be paid.
-func (s *Store) CountOpenOrders(ctx context.Context, owner string, t time.Time) (int, error) {
+func (s *Store) CountOpenOrders(ctx context.Context, appID, owner string, t time.Time) (int, error) {
 	c, err := s.collection(ctx, colOrders)
 	if err != nil {
 		return 0, fmt.Errorf("count open orders of %s: %w", owner, err)
@@ -86,6 +86,7 @@ func (s *Store) CountOpenOrders(ctx context.Context, owner string, t time.Time) 
 	n, err := c.CountDocuments(ctx, bson.D{
 		{Key: "owner", Value: owner},
 		{Key: "status", Value: order.StatusNotPay},
+		appFilter(appID),
 		{Key: "expires_at", Value: bson.D{{Key: "$gt", Value: bsonTime(t)}}},
 	})
 	if err != nil {

@@ -67,10 +67,10 @@ func TestOpenOrdersAreCountedPerOwnerUnpaidAndUnexpired(t *testing.T) {
 		}
 	}
 	insertOrder(t, s, newOrder(t, "PF0000000000000000000000000D", "o-other", "req-D"))
-	if n, err := s.CountOpenOrders(ctx, "o-owner", t0); err != nil || n != 2 {
+	if n, err := s.CountOpenOrders(ctx, order.DefaultApp, "o-owner", t0); err != nil || n != 2 {
 		t.Fatalf("open orders %d (%v), want 2", n, err)
 	}
-	if n, _ := s.CountOpenOrders(ctx, "o-owner", t0.Add(31*time.Minute)); n != 0 {
+	if n, _ := s.CountOpenOrders(ctx, order.DefaultApp, "o-owner", t0.Add(31*time.Minute)); n != 0 {
 		t.Fatalf("expired orders counted: %d", n)
 	}
 }

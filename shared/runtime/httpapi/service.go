@@ -128,6 +128,9 @@ func serve(w http.ResponseWriter, r *http.Request, routes []route, auth func(r *
 			return err
 		}
 	}
+	if r.Method != http.MethodGet && r.URL.RawQuery != "" {
+		return app.Errorf(app.KindInvalid, app.CodeUnknownField, "a %s request takes no query parameters", r.Method)
+	}
 	if err := auth(r, body); err != nil {
 		return err
 	}
@@ -484,6 +487,9 @@ func (api *API) AdminApps() http.Handler {
 			return writeJSON(w, http.StatusOK, map[string]any{"apps": vs})
 		}},
 		{http.MethodGet, "/admin/apps/{app}", func(w http.ResponseWriter, r *http.Request, p params) error {
+			if _, err := query(r); err != nil {
+				return err
+			}
 			v, err := api.app.GetApp(r.Context(), p["app"])
 			if err != nil {
 				return err
@@ -513,6 +519,9 @@ func (api *API) AdminApps() http.Handler {
 			return writeJSON(w, http.StatusCreated, map[string]any{"app": v, "api_key": key})
 		}},
 		{http.MethodDelete, "/admin/apps/{app}/keys/{key}", func(w http.ResponseWriter, r *http.Request, p params) error {
+			if _, err := query(r); err != nil {
+				return err
+			}
 			v, err := api.app.RevokeKey(r.Context(), p["app"], p["key"])
 			if err != nil {
 				return err
@@ -559,6 +568,9 @@ func (api *API) AdminApps() http.Handler {
 			return api.listEvents(w, r, p["app"])
 		}},
 		{http.MethodGet, "/admin/apps/{app}/events/{evt}", func(w http.ResponseWriter, r *http.Request, p params) error {
+			if _, err := query(r); err != nil {
+				return err
+			}
 			e, err := api.app.GetEvent(r.Context(), p["app"], p["evt"])
 			if err != nil {
 				return err
