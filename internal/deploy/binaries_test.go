@@ -234,6 +234,11 @@ const (
 // testAdminKey is the merchant's admin key the stack gives every function.
 var testAdminKey = strings.Repeat("a", 32)
 
+// testServiceKey is service mode's key, in the secret of every function
+// that needs it or records events; testExtraAppID a second appid bound to
+// the merchant.
+var testServiceKey, testExtraAppID = "service-key-service-key-service-key", "wxfedcba9876543210"
+
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	key, _ := merchant(t)
@@ -323,6 +328,7 @@ func (s *stack) values(t *testing.T) map[string]string {
 		"WECHATPAY_PUBLIC_KEY_ID":     k.PublicKeyID, "WECHATPAY_PUBLIC_KEY": k.PublicKeyPEM,
 		"WECHATPAY_ACCEPT_PLATFORM_CERTS": "false", // the simulator signs with its public key only
 		"PAYFN_SECRET_REFRESH":            "5m",
+		"PAYFN_SERVICE_KEY":               testServiceKey, "WECHATPAY_EXTRA_APPIDS": testExtraAppID,
 	}
 	return val
 }
@@ -430,12 +436,28 @@ func (r reply) want(t *testing.T, status int, code string) reply {
 
 // request is one HTTP call to a function, before a gateway wraps it.
 type request struct {
+	method  string // default POST
 	path    string
+	route   string            // the gateway route that matched ("ANY /v1/{proxy+}"); default method and path
 	headers map[string]string // lower-case names, as both gateways deliver them
 	body    []byte
 	// b64: the gateway base64-encodes the body, as both do for a body they
 	// do not treat as text; a notification must survive that byte for byte.
 	b64 bool
+}
+
+func (r request) httpMethod() string {
+	if r.method == "" {
+		return http.MethodPost
+	}
+	return r.method
+}
+
+func (r request) routeKey() string {
+	if r.route != "" {
+		return r.route
+	}
+	return r.httpMethod() + " " + r.path
 }
 
 // jsonRequest is a client's JSON call with the session token, if any; the
@@ -473,6 +495,7 @@ type runtimeAPI struct {
 	pending map[string]chan result
 	seq     atomic.Int64
 	initErr chan string
+	timeout time.Duration // the function's configured timeout: each invocation's deadline
 }
 
 type invocation struct {
@@ -505,7 +528,7 @@ func (a *runtimeAPI) serve(w http.ResponseWriter, r *http.Request) {
 			a.pending[inv.id] = inv.done
 			a.mu.Unlock()
 			w.Header().Set("Lambda-Runtime-Aws-Request-Id", inv.id)
-			w.Header().Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(time.Now().Add(15*time.Second).UnixMilli(), 10))
+			w.Header().Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(time.Now().Add(a.timeout).UnixMilli(), 10))
 			w.Header().Set("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:ap-east-1:123456789012:function:payfn")
 			w.Header().Set("Lambda-Runtime-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0")
 			w.Header().Set("Content-Type", "application/json")
@@ -558,6 +581,7 @@ func startLambda(t *testing.T, s *stack, bin, name string, names []string) *lamb
 func startLambdaWith(t *testing.T, s *stack, bin, name string, names []string, extra ...string) *lambdaFn {
 	t.Helper()
 	a := newRuntimeAPI(t)
+	a.timeout = templateTimeout(t, strings.ToLower(name))
 	env := append(s.env(t, names), s.secretEnv(t, "aws", name, names)...)
 	env = append(env,
 		"AWS_LAMBDA_RUNTIME_API="+a.srv.Listener.Addr().String(),
@@ -580,13 +604,13 @@ func (f *lambdaFn) invoke(t *testing.T, req request) reply {
 		body = base64.StdEncoding.EncodeToString(req.body)
 	}
 	event, _ := json.Marshal(map[string]any{
-		"version": "2.0", "routeKey": "POST " + req.path, "rawPath": req.path, "rawQueryString": "",
+		"version": "2.0", "routeKey": req.routeKey(), "rawPath": req.path, "rawQueryString": "",
 		"headers": maps.Clone(req.headers),
 		"requestContext": map[string]any{
 			"accountId": "123456789012", "apiId": "a1b2c3d4e5", "domainName": "a1b2c3d4e5.execute-api.ap-east-1.amazonaws.com",
-			"domainPrefix": "a1b2c3d4e5", "requestId": "gw-" + id, "routeKey": "POST " + req.path, "stage": "$default",
+			"domainPrefix": "a1b2c3d4e5", "requestId": "gw-" + id, "routeKey": req.routeKey(), "stage": "$default",
 			"time": time.Now().UTC().Format("02/Jan/2006:15:04:05 -0700"), "timeEpoch": time.Now().UnixMilli(),
-			"http": map[string]any{"method": "POST", "path": req.path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "MicroMessenger"},
+			"http": map[string]any{"method": req.httpMethod(), "path": req.path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "MicroMessenger"},
 		},
 		"body": body, "isBase64Encoded": b64,
 	})
@@ -646,14 +670,26 @@ func templateVars(t *testing.T, folder string) []string {
 	return slices.Sorted(maps.Keys(fn.Environment.Variables))
 }
 
+// templateTimeout is the timeout template.yaml gives functions/<folder>,
+// Globals merged: the deadline each of its invocations gets.
+func templateTimeout(t *testing.T, folder string) time.Duration {
+	t.Helper()
+	fn, ok := samFunctions(t, loadTemplate(t))[folder]
+	if !ok || fn.Timeout == nil {
+		t.Fatalf("template.yaml has no function with a timeout for functions/%s", folder)
+	}
+	return time.Duration(*fn.Timeout) * time.Second
+}
+
 // ---------------------------------------------------------------------------
 // Tencent SCF: scf-go-lib's net/rpc Function.Invoke on _LAMBDA_SERVER_PORT.
 
 type scfFn struct {
-	client *rpc.Client
-	proc   *process
-	name   string
-	seq    int
+	client  *rpc.Client
+	proc    *process
+	name    string
+	seq     int
+	timeout time.Duration // the function's configured timeout: each invocation's deadline
 }
 
 // startSCF starts bin as SCF does, retrying on a port taken between finding
@@ -680,7 +716,7 @@ func startSCFWith(t *testing.T, s *stack, bin, name string, names []string, extr
 			if c, err := rpc.Dial("tcp", "localhost:"+port); err == nil {
 				t.Cleanup(func() { c.Close() })
 				s.procs = append(s.procs, p)
-				return &scfFn{client: c, proc: p, name: name}
+				return &scfFn{client: c, proc: p, name: name, timeout: slsTimeout(t, strings.ToLower(name))}
 			}
 			select {
 			case <-p.exited:
@@ -717,9 +753,9 @@ func (f *scfFn) invoke(t *testing.T, req request) reply {
 	headers := maps.Clone(req.headers)
 	headers["host"] = "service-f94sy04v-1250000000.gz.apigw.tencentcs.com"
 	event, _ := json.Marshal(map[string]any{
-		"requestContext": map[string]any{"serviceId": "service-f94sy04v", "path": req.path, "httpMethod": "POST",
+		"requestContext": map[string]any{"serviceId": "service-f94sy04v", "path": scfAPIPath(req), "httpMethod": req.httpMethod(),
 			"requestId": fmt.Sprintf("apigw-%s-%d", f.name, f.seq), "identity": map[string]any{}, "sourceIp": "203.0.113.7", "stage": "release"},
-		"headers": headers, "body": body, "path": req.path, "httpMethod": "POST",
+		"headers": headers, "body": body, "path": req.path, "httpMethod": req.httpMethod(),
 		"queryString": map[string]any{}, "queryStringParameters": map[string]any{}, "pathParameters": map[string]any{},
 		"headerParameters": map[string]any{}, "stageVariables": map[string]any{"stage": "release"},
 		"isBase64Encoded": b64,
@@ -767,7 +803,7 @@ func (f *scfFn) call(t *testing.T, event []byte) []byte {
 	var resp messages.InvokeResponse
 	call := f.client.Go("Function.Invoke", &messages.InvokeRequest{
 		Payload: event, RequestId: fmt.Sprintf("scf-%s-%d", f.name, f.seq),
-		Deadline: messages.InvokeRequest_Timestamp{Seconds: time.Now().Add(15 * time.Second).Unix()},
+		Deadline: messages.InvokeRequest_Timestamp{Seconds: time.Now().Add(f.timeout).Unix()},
 	}, &resp, nil)
 	select {
 	case <-call.Done:
@@ -780,6 +816,32 @@ func (f *scfFn) call(t *testing.T, event []byte) []byte {
 		t.Fatalf("%s: Function.Invoke: %v, function error %+v", f.name, call.Error, resp.Error)
 	}
 	return resp.Payload
+}
+
+// scfAPIPath is the path of the API that received req, as SCF's gateway
+// names it in requestContext.path: the base of a subtree route (the API sits
+// at /v1 and matches its subpaths as a prefix), else the request's path.
+func scfAPIPath(req request) string {
+	_, p, _ := strings.Cut(req.routeKey(), " ")
+	if base, ok := strings.CutSuffix(p, "/{proxy+}"); ok {
+		return base
+	}
+	return p
+}
+
+// slsTimeout is the timeout serverless.yml gives functions/<folder> (its
+// own, else the provider's): the deadline each of its invocations gets.
+func slsTimeout(t *testing.T, folder string) time.Duration {
+	t.Helper()
+	f := loadServerless(t)
+	fn, ok := f.Functions[folder]
+	if !ok {
+		t.Fatalf("serverless.yml has no function for functions/%s", folder)
+	}
+	if fn.Timeout > 0 {
+		return time.Duration(fn.Timeout) * time.Second
+	}
+	return time.Duration(f.Provider.Timeout) * time.Second
 }
 
 // slsVars returns the variable names serverless.yml gives functions/<folder>.

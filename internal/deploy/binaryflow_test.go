@@ -4,13 +4,16 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"maps"
+	"net/http"
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +24,7 @@ import (
 	"github.com/payfn/payfn/shared/app"
 	"github.com/payfn/payfn/shared/order"
 	"github.com/payfn/payfn/shared/paysim"
+	"github.com/payfn/payfn/shared/runtime/httpapi"
 	"github.com/payfn/payfn/shared/setup"
 )
 
@@ -71,8 +75,15 @@ func (f *fleet) send(t *testing.T, name setup.Function, req request, status int,
 	}
 	if req.path == "" {
 		req.path = fn.Path
-	} else if req.path != fn.Path {
-		t.Fatalf("request for %s arrived on %s; its route is %s", name, req.path, fn.Path)
+	}
+	routes := gatewayRoutes(t, fn)
+	if !routed(routes, req.httpMethod(), req.path) {
+		t.Fatalf("request %s %s for %s is on none of its routes %v", req.httpMethod(), req.path, name, routes)
+	}
+	for _, r := range routes {
+		if routed([]string{r}, req.httpMethod(), req.path) {
+			req.route = r
+		}
 	}
 	r := f.run[name].invoke(t, req)
 	f.answers.Write(r.Body)
@@ -147,6 +158,21 @@ func admin(key string, v any) request {
 		req.headers["x-payfn-admin-key"] = key
 	}
 	return req
+}
+
+// signed is a server-API call signed with an app's API key, as the
+// projects' servers make it.
+func signed(key app.NewCredential, method, path string, v any) request {
+	var body []byte
+	h := map[string]string{}
+	if v != nil {
+		body, _ = json.Marshal(v)
+		h["content-type"] = "application/json"
+	}
+	ts, nonce := strconv.FormatInt(time.Now().Unix(), 10), rand.Text()
+	h["x-payfn-key-id"], h["x-payfn-timestamp"], h["x-payfn-nonce"] = key.ID, ts, nonce
+	h["x-payfn-signature"] = app.SignServerRequest(key.Secret, method, path, ts, nonce, body)
+	return request{method: method, path: path, headers: h, body: body}
 }
 
 // driveEveryFunction runs a purchase, its refunds and the scheduled jobs
@@ -297,6 +323,50 @@ func driveEveryFunction(t *testing.T, s *stack, f *fleet) {
 	want := order.RefundSummary{RefundedFen: 2600, Status: "PARTIALLY_REFUNDED"}
 	if v.Status != order.StatusPaid || v.Refund == nil || *v.Refund != want {
 		t.Fatalf("queryOrder after refunds answered %s refund %+v, want PAID with %+v", v.Status, v.Refund, want)
+	}
+
+	// Service mode. adminApps: without the admin key nothing is created;
+	// with it, an app and its API key (shown once).
+	shop := map[string]any{"app_id": p + "shop", "name": "Shop"}
+	f.send(t, setup.AdminApps, admin("", shop), 401, "ADMIN_UNAUTHENTICATED")
+	f.send(t, setup.AdminApps, admin(strings.Repeat("b", 32), shop), 401, "ADMIN_UNAUTHENTICATED")
+	created := decode[struct {
+		App app.AppView       `json:"app"`
+		Key app.NewCredential `json:"api_key"`
+	}](t, f.send(t, setup.AdminApps, admin(testAdminKey, shop), 201, ""))
+	if created.App.ID != p+"shop" || created.Key.ID == "" || created.Key.Secret == "" {
+		t.Fatalf("adminApps created %+v with key id %q, want app %sshop and a key", created.App, created.Key.ID, p)
+	}
+	lookup := request{method: http.MethodGet, path: httpapi.PathAdminApps + "/" + created.App.ID, headers: map[string]string{"x-payfn-admin-key": testAdminKey}}
+	if got := decode[app.AppView](t, f.send(t, setup.AdminApps, lookup, 200, "")); got.ID != created.App.ID {
+		t.Fatalf("adminApps GET answered app %q, want %q", got.ID, created.App.ID)
+	}
+
+	// serverApi: requests signed with that key reach the app's own
+	// catalogue (the functions share the service key and the store); an
+	// unsigned one is refused.
+	product := map[string]any{"product_id": "tea", "title": "Tea", "price_fen": 1200}
+	f.send(t, setup.ServerAPI, signed(created.Key, http.MethodPost, "/v1/products", product), 201, "")
+	list := decode[struct{ Products []order.Product }](t, f.send(t, setup.ServerAPI, signed(created.Key, http.MethodGet, "/v1/products", nil), 200, ""))
+	if len(list.Products) != 1 || list.Products[0].ID != "tea" || list.Products[0].PriceFen != 1200 {
+		t.Fatalf("serverApi listed %+v, want the app's one product tea at 1200 fen", list.Products)
+	}
+	f.send(t, setup.ServerAPI, request{method: http.MethodGet, path: "/v1/products", headers: map[string]string{}}, 401, "INVALID_SIGNATURE")
+
+	// dispatchWebhooks: no endpoint is registered, so nothing is due; the
+	// run completes within the function's configured timeout (a run that
+	// stopped for its deadline would say so).
+	f.job(t, setup.DispatchWebhooks, app.JobReport{Job: string(setup.DispatchWebhooks), Fixes: []app.Fix{}})
+	f.job(t, setup.DispatchWebhooks, app.JobReport{Job: string(setup.DispatchWebhooks), Fixes: []app.Fix{}})
+
+	// The API key's secret is answered once, to the operator, and never
+	// logged.
+	var logs strings.Builder
+	for _, proc := range s.procs {
+		logs.WriteString(proc.output.String())
+	}
+	if leaks([]string{created.Key.Secret}, logs.String()) > 0 {
+		t.Errorf("a function logged the new API key's secret")
 	}
 	f.covered(t)
 }

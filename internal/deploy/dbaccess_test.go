@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"unicode"
 
 	"github.com/payfn/payfn/shared/order"
 )
@@ -245,20 +244,145 @@ func exprText(n ast.Node) string {
 	return b.String()
 }
 
-// derivedAccess follows each function's use case through shared/app (every
-// method and function it can reach, including func values) to the store
-// methods it calls, and returns what each function does to each collection.
-// A function reaching no store method gets nil.
+// entryPoints returns, for every function, the App methods its deployed
+// handler calls: shared/setup names the httpapi handler of an HTTP function
+// (route) and the App method of a scheduled one (JobFor); an httpapi
+// handler is followed through the API's own methods and functions to every
+// api.app.M it calls (serverApi and adminApps serve many routes, each with
+// its own use case).
+func entryPoints(t *testing.T) map[string][]string {
+	t.Helper()
+	setupFiles := parseDir(t, filepath.Join(root, "shared", "setup"))
+	// The Function constants: Login Function = "login".
+	names := map[string]string{}
+	for _, f := range setupFiles {
+		for _, d := range f.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
+			}
+			for _, s := range gd.Specs {
+				vs := s.(*ast.ValueSpec)
+				if id, ok := vs.Type.(*ast.Ident); !ok || id.Name != "Function" {
+					continue
+				}
+				for i, n := range vs.Names {
+					if lit, ok := vs.Values[i].(*ast.BasicLit); ok {
+						names[n.Name], _ = strconv.Unquote(lit.Value)
+					}
+				}
+			}
+		}
+	}
+	_, setupFuncs := methods(setupFiles, "")
+	// cases maps each function to the selectors named in its case of
+	// fnName's switch, those whose receiver expression ends in via.
+	cases := func(fnName, via string) map[string][]string {
+		fd, ok := setupFuncs[fnName]
+		if !ok {
+			t.Fatalf("shared/setup has no func %s; update entryPoints", fnName)
+		}
+		out := map[string][]string{}
+		ast.Inspect(fd.Body, func(n ast.Node) bool {
+			cc, ok := n.(*ast.CaseClause)
+			if !ok {
+				return true
+			}
+			var fns []string
+			for _, e := range cc.List {
+				if id, ok := e.(*ast.Ident); ok && names[id.Name] != "" {
+					fns = append(fns, names[id.Name])
+				}
+			}
+			for _, st := range cc.Body {
+				ast.Inspect(st, func(n ast.Node) bool {
+					sel, ok := n.(*ast.SelectorExpr)
+					if !ok {
+						return true
+					}
+					var recv string
+					switch x := sel.X.(type) {
+					case *ast.Ident:
+						recv = x.Name
+					case *ast.SelectorExpr:
+						recv = x.Sel.Name
+					}
+					if recv == via {
+						for _, f := range fns {
+							out[f] = append(out[f], sel.Sel.Name)
+						}
+					}
+					return true
+				})
+			}
+			return false
+		})
+		return out
+	}
+	handlers, jobs := cases("route", "api"), cases("JobFor", "App")
+	apiFiles := parseDir(t, filepath.Join(root, "shared", "runtime", "httpapi"))
+	apiMeth, apiFuncs := methods(apiFiles, "API")
+	out := map[string][]string{}
+	for fn, ms := range jobs {
+		out[fn] = append(out[fn], ms...)
+	}
+	for fn, hs := range handlers {
+		seen := map[*ast.FuncDecl]bool{}
+		var visit func(fd *ast.FuncDecl)
+		visit = func(fd *ast.FuncDecl) {
+			if seen[fd] {
+				return
+			}
+			seen[fd] = true
+			ast.Inspect(fd.Body, func(n ast.Node) bool {
+				switch x := n.(type) {
+				case *ast.SelectorExpr:
+					// api.app.M: a use case.
+					if inner, ok := x.X.(*ast.SelectorExpr); ok && inner.Sel.Name == "app" {
+						if !slices.Contains(out[fn], x.Sel.Name) {
+							out[fn] = append(out[fn], x.Sel.Name)
+						}
+					}
+					// api.m: another API method.
+					if id, ok := x.X.(*ast.Ident); ok && id.Name == recvName(fd) {
+						if m, ok := apiMeth[x.Sel.Name]; ok {
+							visit(m)
+						}
+					}
+				case *ast.Ident:
+					if f, ok := apiFuncs[x.Name]; ok {
+						visit(f)
+					}
+				}
+				return true
+			})
+		}
+		for _, h := range hs {
+			m, ok := apiMeth[h]
+			if !ok {
+				t.Fatalf("shared/setup serves %s with API.%s, which shared/runtime/httpapi does not define", fn, h)
+			}
+			visit(m)
+		}
+	}
+	return out
+}
+
+// derivedAccess follows each function's use cases through shared/app
+// (every method and function they can reach, including func values) to the
+// store methods they call, and returns what each function does to each
+// collection. A function reaching no store method gets nil.
 func derivedAccess(t *testing.T) map[string]access {
 	t.Helper()
 	perMethod, indexed := storeAccess(t)
 	files := parseDir(t, filepath.Join(root, "shared", "app"))
 	meth, funcs := methods(files, "App")
+	entries := entryPoints(t)
 	out := map[string]access{}
 	for _, fn := range functions(t) {
-		rootName := string(unicode.ToUpper(rune(fn.Name[0]))) + string(fn.Name[1:])
-		if _, ok := meth[rootName]; !ok {
-			t.Fatalf("shared/app has no App.%s for function %s", rootName, fn.Name)
+		roots := entries[string(fn.Name)]
+		if len(roots) == 0 {
+			t.Fatalf("found no use case that function %s calls (shared/setup route or JobFor); update entryPoints", fn.Name)
 		}
 		used := map[string]bool{}
 		seen := map[*ast.FuncDecl]bool{}
@@ -292,7 +416,13 @@ func derivedAccess(t *testing.T) map[string]access {
 				return true
 			})
 		}
-		visit(meth[rootName])
+		for _, r := range roots {
+			m, ok := meth[r]
+			if !ok {
+				t.Fatalf("function %s calls App.%s, which shared/app does not define", fn.Name, r)
+			}
+			visit(m)
+		}
 		if len(used) == 0 {
 			out[string(fn.Name)] = nil
 			continue
@@ -384,7 +514,11 @@ func TestMongoRolesAreExactlyWhatEachFunctionDoes(t *testing.T) {
 	// Sanity: the derivation itself must see the obvious facts, or a broken
 	// walk would agree with a broken file.
 	if !slices.Contains(derived["createOrder"]["orders"], "insert") || !slices.Contains(derived["verifyPayment"]["payments"], "insert") ||
-		slices.Contains(derived["createOrder"]["payments"], "insert") || derived["login"] != nil {
+		slices.Contains(derived["createOrder"]["payments"], "insert") || derived["login"] != nil ||
+		// Service mode: the server API creates orders, the operator's API
+		// creates apps, the dispatcher reads events and creates no order.
+		!slices.Contains(derived["serverApi"]["orders"], "insert") || !slices.Contains(derived["adminApps"]["apps"], "insert") ||
+		!slices.Contains(derived["dispatchWebhooks"]["events"], "find") || slices.Contains(derived["dispatchWebhooks"]["orders"], "insert") {
 		t.Fatalf("the derivation is off: %v", derived)
 	}
 	t.Logf("derived: %v", derived)

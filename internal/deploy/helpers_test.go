@@ -7,6 +7,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +17,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/payfn/payfn/shared/app"
+	"github.com/payfn/payfn/shared/runtime/httpapi"
 	"github.com/payfn/payfn/shared/setup"
 )
 
@@ -25,7 +29,7 @@ const root = "../.."
 type function struct {
 	Folder   string         // functions/<Folder>
 	Name     setup.Function // as shared/setup names it
-	Path     string         // POST route of an HTTP function
+	Path     string         // route of an HTTP function (a subtree for the service-mode ones)
 	Schedule string         // how often a scheduled job runs ("5m", "1h")
 }
 
@@ -65,6 +69,58 @@ func functions(t *testing.T) []function {
 		t.Fatalf("found %d functions, want at least 5", len(out))
 	}
 	return out
+}
+
+// gatewayRoutes returns the routes an API gateway must send to the HTTP
+// function fn, as "<METHOD> <path>" in HTTP API route-key syntax, following
+// the local stack's mux: a function the mux serves at one path takes POST
+// there (its handler answers nothing else); a function serving a subtree
+// (the server API under /v1/, the app administration under /admin/apps/)
+// takes every method at every path under it, "ANY <base>/{proxy+}", plus
+// "ANY <base>" when the mux serves the base itself. The function's own
+// router answers 404 and 405 inside its subtree.
+func gatewayRoutes(t *testing.T, fn function) []string {
+	t.Helper()
+	if fn.Path == "" {
+		t.Fatalf("%s is a scheduled job; it has no routes", fn.Name)
+	}
+	mux := httpapi.New(app.New(app.Config{}), nil).Routes()
+	pattern := func(path string) string {
+		_, p := mux.Handler(httptest.NewRequest(http.MethodPost, path, nil))
+		return p
+	}
+	base := strings.TrimSuffix(fn.Path, "/")
+	if pattern(base+"/x") != base+"/" {
+		if pattern(fn.Path) != fn.Path {
+			t.Fatalf("the local stack does not serve %s at its path %s", fn.Name, fn.Path)
+		}
+		return []string{"POST " + fn.Path}
+	}
+	routes := []string{"ANY " + base + "/{proxy+}"}
+	if pattern(base) == base {
+		routes = append(routes, "ANY "+base)
+	}
+	slices.Sort(routes)
+	return routes
+}
+
+// routed reports whether a gateway with routes sends method and path to
+// their function.
+func routed(routes []string, method, path string) bool {
+	for _, r := range routes {
+		m, p, _ := strings.Cut(r, " ")
+		if m != "ANY" && m != method {
+			continue
+		}
+		if prefix, ok := strings.CutSuffix(p, "{proxy+}"); ok {
+			if len(path) > len(prefix) && strings.HasPrefix(path, prefix) {
+				return true
+			}
+		} else if p == path {
+			return true
+		}
+	}
+	return false
 }
 
 // configVars reads shared/config/config.go for the variables it reads and
@@ -131,8 +187,10 @@ func plausible(t *testing.T, name string) string {
 		return "wx1234567890abcdef"
 	case "WECHAT_APPSECRET":
 		return "app-secret"
-	case "PAYFN_SESSION_SECRET", "PAYFN_ADMIN_KEY":
+	case "PAYFN_SESSION_SECRET", "PAYFN_ADMIN_KEY", "PAYFN_SERVICE_KEY":
 		return strings.Repeat("k", 32)
+	case "WECHATPAY_EXTRA_APPIDS":
+		return "wxfedcba9876543210"
 	case "PAYFN_SESSION_TTL":
 		return "2h"
 	case "PAYFN_ORDER_TTL":
@@ -166,6 +224,25 @@ func plausible(t *testing.T, name string) string {
 	return ""
 }
 
+var (
+	derivedOnce sync.Once
+	derivedMemo map[string]access
+)
+
+// optionalSecretKeys lists the keys fn's secret holds in service mode
+// beyond the ones it needs to start: PAYFN_SERVICE_KEY for every function
+// that records events (derived from the source: it inserts into events),
+// which records a decision's event and makes its first webhook attempt
+// only with the key.
+func optionalSecretKeys(t *testing.T, fn setup.Function) []string {
+	t.Helper()
+	derivedOnce.Do(func() { derivedMemo = derivedAccess(t) })
+	if slices.Contains(derivedMemo[string(fn)]["events"], "insert") && !slices.Contains(setup.SecretKeys(fn), "PAYFN_SERVICE_KEY") {
+		return []string{"PAYFN_SERVICE_KEY"}
+	}
+	return nil
+}
+
 // starts builds fn from exactly the named variables (with plausible values)
 // the way its main does, and returns the error that would stop its cold start.
 func starts(t *testing.T, fn function, names []string) error {
@@ -195,6 +272,20 @@ func checkEnvironment(t *testing.T, where string, fn function, names []string) {
 		if !all[n] {
 			t.Errorf("%s: %s sets %s, which shared/config does not read", where, fn.Name, n)
 		}
+	}
+	// A function that checks appids against the merchant's (the WeChat Pay
+	// channel; the app administration, without a channel) must know all of
+	// them, or an order paid under an extra appid fails there.
+	if slices.Contains(setup.SecretKeys(fn.Name), "WECHATPAY_APIV3_KEY") || fn.Name == setup.AdminApps {
+		for _, n := range []string{"WECHAT_APPID", "WECHATPAY_EXTRA_APPIDS"} {
+			if !slices.Contains(names, n) {
+				t.Errorf("%s: %s checks appids but is not given %s", where, fn.Name, n)
+			}
+		}
+	}
+	// Webhooks to private addresses are for the local stack only.
+	if slices.Contains(names, "PAYFN_WEBHOOK_ALLOW_PRIVATE") {
+		t.Errorf("%s: %s is given PAYFN_WEBHOOK_ALLOW_PRIVATE; a cloud deployment never sends webhooks to private addresses", where, fn.Name)
 	}
 	if err := starts(t, fn, names); err != nil {
 		t.Errorf("%s: %s cannot start with its variables %v: %v", where, fn.Name, names, err)

@@ -22,7 +22,8 @@ import (
 // role's temporary credentials, as Lambda and SCF put them in the
 // environment, and the secret's id, pointed at this stack's stand-in. The
 // stand-in holds a secret of the function's own with exactly the keys
-// setup.SecretKeys names, readable with these credentials only.
+// setup.SecretKeys names and the optional ones that turn service mode on
+// (optionalSecretKeys), readable with these credentials only.
 func (s *stack) secretEnv(t *testing.T, platform, name string, names []string) []string {
 	t.Helper()
 	if !slices.Contains(names, "PAYFN_SECRET_SOURCE") {
@@ -30,7 +31,7 @@ func (s *stack) secretEnv(t *testing.T, platform, name string, names []string) [
 	}
 	val := s.values(t)
 	content := map[string]string{}
-	for _, k := range setup.SecretKeys(setup.Function(name)) {
+	for _, k := range append(setup.SecretKeys(setup.Function(name)), optionalSecretKeys(t, setup.Function(name))...) {
 		content[k] = val[k]
 		s.secrets = append(s.secrets, val[k])
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/payfn/payfn/shared/setup"
 )
 
 // The structs below are the serverless.yml keys the serverless-tencent-scf
@@ -128,6 +130,25 @@ func TestServerlessYAMLTargetsSCFGo1WithTheBuiltPackage(t *testing.T) {
 	}
 }
 
+// scfMethod is the API gateway trigger's method for an HTTP function: the
+// method of its gateway routes (POST, or ANY for a function serving a
+// subtree). SCF's gateway matches an API's path as a prefix, so one trigger
+// whose API sits at the subtree's base serves all of it.
+func scfMethod(t *testing.T, fn function) string {
+	t.Helper()
+	var methods []string
+	for _, r := range gatewayRoutes(t, fn) {
+		m, _, _ := strings.Cut(r, " ")
+		if !slices.Contains(methods, m) {
+			methods = append(methods, m)
+		}
+	}
+	if len(methods) != 1 {
+		t.Fatalf("%s: routes with methods %v; one SCF trigger cannot serve them", fn.Name, methods)
+	}
+	return methods[0]
+}
+
 // envRef matches a value taken from the deploying environment, with an
 // optional quoted default: ${env:NAME} or ${env:NAME, 'x'}.
 var envRef = regexp.MustCompile(`^\$\{env:([A-Z0-9_]+)(?:, '([^']*)')?\}$`)
@@ -155,11 +176,11 @@ func TestEverySCFFunctionMatchesItsFolderTriggerAndVariables(t *testing.T) {
 			a := ev.Apigw
 			if a == nil || ev.Timer != nil {
 				t.Errorf("%s: want one apigw trigger", fn.Folder)
-			} else if p := a.Parameters; p.HTTPMethod != "POST" || !p.IntegratedResponse || !p.Enable || p.StageName != "release" {
+			} else if p, method := a.Parameters, scfMethod(t, fn); p.HTTPMethod != method || !p.IntegratedResponse || !p.Enable || p.StageName != "release" {
 				// shared/runtime/tencentscf answers with an integration
 				// response; without integratedResponse the gateway would send
 				// that JSON envelope to the client as the body.
-				t.Errorf("%s: apigw %+v; want POST, integratedResponse, enabled, stage release", fn.Folder, p)
+				t.Errorf("%s: apigw %+v; want %s, integratedResponse, enabled, stage release", fn.Folder, p, method)
 			}
 		} else {
 			_, cron := scheduleFor(t, fn.Schedule)
@@ -205,7 +226,7 @@ func TestEverySCFFunctionMatchesItsFolderTriggerAndVariables(t *testing.T) {
 		// On SCF each trigger gets its own path, so the refund notify_url
 		// cannot be derived from the payment one: the functions that send
 		// refunds to WeChat Pay must be given it, with no default.
-		if fn.Name == "refund" || fn.Name == "reconcile" {
+		if fn.Name == setup.Refund || fn.Name == setup.Reconcile || fn.Name == setup.ServerAPI {
 			if v := vars["WECHATPAY_REFUND_NOTIFY_URL"]; v != "${env:WECHATPAY_REFUND_NOTIFY_URL}" {
 				t.Errorf("%s: WECHATPAY_REFUND_NOTIFY_URL = %q, want ${env:WECHATPAY_REFUND_NOTIFY_URL}", fn.Folder, v)
 			}

@@ -226,7 +226,7 @@ func TestServerlessV3PackagesTheAWSVariantOffline(t *testing.T) {
 		}
 		wantLogs = append(wantLogs, "/aws/lambda/payfn-test-"+f.Folder)
 		if f.Path != "" {
-			wantRoutes = append(wantRoutes, "POST "+f.Path)
+			wantRoutes = append(wantRoutes, gatewayRoutes(t, f)...)
 		} else {
 			rate, _ := scheduleFor(t, f.Schedule)
 			wantSchedules = append(wantSchedules, rate)

@@ -230,36 +230,41 @@ func TestEveryFunctionFolderHasOneSAMFunctionWithItsRouteOrSchedule(t *testing.T
 			t.Errorf("functions/%s has no AWS::Serverless::Function in template.yaml", f.Folder)
 			continue
 		}
-		if len(fn.Events) != 1 {
-			t.Errorf("%s: has %d events, want exactly one (its route or its schedule)", f.Name, len(fn.Events))
-			continue
-		}
-		for _, ev := range fn.Events {
-			switch {
-			case f.Path != "":
+		if f.Path != "" {
+			// One HttpApi event per route the function serves.
+			var got []string
+			for name, ev := range fn.Events {
 				if ev.Type != "HttpApi" || ev.Properties == nil || ev.Properties.HttpApiEvent == nil {
-					t.Errorf("%s: event is %s, want an HttpApi route", f.Name, ev.Type)
+					t.Errorf("%s: event %s is %s, want an HttpApi route", f.Name, name, ev.Type)
 					continue
 				}
 				h := ev.Properties.HttpApiEvent
-				if h.Path == nil || *h.Path != f.Path || h.Method == nil || *h.Method != "POST" {
-					t.Errorf("%s: route %v %v, want POST %s (the local stack's route)", f.Name, deref(h.Method), deref(h.Path), f.Path)
-				}
+				got = append(got, deref(h.Method)+" "+deref(h.Path))
 				if h.ApiId == nil || refTo(*h.ApiId) != "HttpApi" {
 					t.Errorf("%s: route must be on the one HttpApi (ApiId: !Ref HttpApi)", f.Name)
 				}
 				if h.PayloadFormatVersion == nil || *h.PayloadFormatVersion != "2.0" {
 					t.Errorf("%s: PayloadFormatVersion must be 2.0, the event shape shared/runtime/awslambda reads", f.Name)
 				}
-			default:
-				rate, _ := scheduleFor(t, f.Schedule)
-				if ev.Type != "Schedule" || ev.Properties == nil || ev.Properties.ScheduleEvent == nil {
-					t.Errorf("%s: event is %s, want a Schedule", f.Name, ev.Type)
-					continue
-				}
-				if got := ev.Properties.ScheduleEvent.Schedule; got != rate {
-					t.Errorf("%s: schedule %q, want %q (setup.Functions says every %s)", f.Name, got, rate, f.Schedule)
-				}
+			}
+			slices.Sort(got)
+			if want := gatewayRoutes(t, f); !slices.Equal(got, want) {
+				t.Errorf("%s: routes %v, want %v (the local stack's)", f.Name, got, want)
+			}
+			continue
+		}
+		if len(fn.Events) != 1 {
+			t.Errorf("%s: has %d events, want exactly one (its schedule)", f.Name, len(fn.Events))
+			continue
+		}
+		for _, ev := range fn.Events {
+			rate, _ := scheduleFor(t, f.Schedule)
+			if ev.Type != "Schedule" || ev.Properties == nil || ev.Properties.ScheduleEvent == nil {
+				t.Errorf("%s: event is %s, want a Schedule", f.Name, ev.Type)
+				continue
+			}
+			if got := ev.Properties.ScheduleEvent.Schedule; got != rate {
+				t.Errorf("%s: schedule %q, want %q (setup.Functions says every %s)", f.Name, got, rate, f.Schedule)
 			}
 		}
 	}
@@ -336,9 +341,15 @@ func TestSAMFunctionsGetNoSecretOnlyTheARNOfTheirOwn(t *testing.T) {
 		if sec.SecretString != nil || sec.GenerateSecretString != nil {
 			t.Errorf("%s: the secret's value is set in the template", ref)
 		}
-		// The description tells the operator what to put in it.
+		// The description tells the operator what to put in it, and what
+		// service mode adds.
 		if d := deref(sec.Description); !strings.Contains(d, strings.Join(setup.SecretKeys(f.Name), ", ")) {
 			t.Errorf("%s: the description must list the keys %v, got %q", ref, setup.SecretKeys(f.Name), d)
+		}
+		for _, k := range optionalSecretKeys(t, f.Name) {
+			if d := deref(sec.Description); !strings.Contains(d, "also "+k) {
+				t.Errorf("%s: the description must say the secret may also hold %s, got %q", ref, k, d)
+			}
 		}
 	}
 	for name, p := range tp.Parameters {

@@ -1,0 +1,21 @@
+// Command dispatchwebhooks is payfn's scheduled webhook dispatcher (service
+// mode) for AWS Lambda (EventBridge schedule) and Tencent SCF (timer
+// trigger).
+package main
+
+import (
+	"os"
+
+	"github.com/payfn/payfn/shared/runtime"
+	"github.com/payfn/payfn/shared/setup"
+)
+
+func main() {
+	logger := setup.Logger(os.Getenv)
+	job, err := setup.JobFor(setup.DispatchWebhooks, os.Getenv, logger)
+	if err != nil {
+		logger.Error("cannot start", "function", setup.DispatchWebhooks, "err", err)
+		os.Exit(1)
+	}
+	runtime.StartJob(job, logger)
+}
