@@ -159,13 +159,11 @@ func (r *Rotating) RunJob(ctx context.Context) (app.JobReport, error) {
 		return app.JobReport{}, err
 	}
 	defer g.release()
-	switch r.fn {
-	case CloseExpired:
-		return g.stack.App.CloseExpired(ctx)
-	case Reconcile:
-		return g.stack.App.Reconcile(ctx)
+	job, err := jobOf(r.fn, g.stack.App)
+	if err != nil {
+		return app.JobReport{}, err
 	}
-	return app.JobReport{}, fmt.Errorf("%s is not a scheduled function", r.fn)
+	return job(ctx)
 }
 
 // Close releases the current build once its invocations are done.

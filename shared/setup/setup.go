@@ -164,8 +164,8 @@ func JobFor(fn Function, getenv func(string) string, logger *slog.Logger) (Job, 
 		if err != nil {
 			return nil, err
 		}
-		if fn != CloseExpired && fn != Reconcile && fn != DispatchWebhooks {
-			return nil, fmt.Errorf("%s is not a scheduled function", fn)
+		if _, err := jobOf(fn, nil); err != nil {
+			return nil, err
 		}
 		return r.RunJob, nil
 	}
@@ -173,13 +173,19 @@ func JobFor(fn Function, getenv func(string) string, logger *slog.Logger) (Job, 
 	if err != nil {
 		return nil, err
 	}
+	return jobOf(fn, st.App)
+}
+
+// jobOf is the scheduled function fn's work on a (nil a: only whether fn is
+// a scheduled function). JobFor and the secret-store build share it.
+func jobOf(fn Function, a *app.App) (Job, error) {
 	switch fn {
 	case CloseExpired:
-		return st.App.CloseExpired, nil
+		return a.CloseExpired, nil
 	case Reconcile:
-		return st.App.Reconcile, nil
+		return a.Reconcile, nil
 	case DispatchWebhooks:
-		return st.App.DispatchJob, nil
+		return a.DispatchJob, nil
 	}
 	return nil, fmt.Errorf("%s is not a scheduled function", fn)
 }
