@@ -103,6 +103,7 @@ type Store interface {
 	ClearBackoff(ctx context.Context, key string) error
 
 	ServiceStore
+	BillStore
 }
 
 // ServiceStore is what service mode adds: apps, their products, the events
@@ -322,3 +323,90 @@ type CodeExchanger interface {
 
 // ErrBadLoginCode means WeChat rejected the login code.
 var ErrBadLoginCode = errors.New("login code rejected")
+
+// Daily bill reconciliation (bills.go).
+
+// BillSource is a payment channel's daily trade bill; shared/wxpay
+// implements it for WeChat Pay. A channel without bills does not implement
+// it, and the bill job reports so.
+type BillSource interface {
+	// TradeBill opens the bill of every trade of day (YYYY-MM-DD, China
+	// Standard Time). Errors wrap ErrBillNotReady (not generated yet),
+	// ErrChannelUnavailable, or carry the channel's refusal.
+	TradeBill(ctx context.Context, day string) (BillStream, error)
+}
+
+// BillStream yields a bill's rows in file order, reading as it goes. Next
+// returns io.EOF after the last row only when the whole file was read, was
+// well formed and matched its digest; otherwise an error wrapping
+// ErrBillDigest or ErrBillMalformed (or the transport's). Summary is the
+// bill's own totals, valid after io.EOF.
+type BillStream interface {
+	Next() (BillRow, error)
+	Summary() BillSummary
+	Close() error
+}
+
+// BillRow is one row of a trade bill: a payment (TradeState SUCCESS) or a
+// refund (TradeState REFUND). Amounts are fen.
+type BillRow struct {
+	Time          time.Time
+	AppID         string
+	MchID         string
+	TransactionID string
+	OutTradeNo    string
+	TradeType     string
+	TradeState    string // SUCCESS, REFUND, REVOKED
+	Currency      string
+	SettlementFen int64 // 应结订单金额
+	TotalFen      int64 // 订单金额 (应结订单金额 when the bill has no such column)
+	RefundID      string
+	OutRefundNo   string
+	RefundFen     int64  // 退款金额
+	RefundAskFen  int64  // 申请退款金额 (退款金额 when absent)
+	RefundStatus  string // SUCCESS, REFUNDCLOSE, PROCESSING, CHANGE
+}
+
+// BillSummary is a bill's own totals (its summary row), in fen.
+type BillSummary struct {
+	Rows          int   `bson:"rows" json:"rows"`
+	SettlementFen int64 `bson:"settlement_fen" json:"settlement_fen"`
+	RefundFen     int64 `bson:"refund_fen" json:"refund_fen"`
+	TotalFen      int64 `bson:"total_fen" json:"total_fen"`
+	RefundAskFen  int64 `bson:"refund_ask_fen" json:"refund_ask_fen"`
+}
+
+// Bill errors, tested with errors.Is.
+var (
+	ErrBillNotReady  = errors.New("bill not generated yet")
+	ErrBillDigest    = errors.New("bill digest does not match")
+	ErrBillMalformed = errors.New("bill malformed")
+)
+
+// BillStore is what the bill job reads and writes. Lookups by id return
+// the records found, in no particular order, and skip missing ids. Windows
+// are [from, to).
+type BillStore interface {
+	// PaymentsByID returns the ledger rows with these transaction ids.
+	PaymentsByID(ctx context.Context, ids []string) ([]order.Payment, error)
+	// OrdersByID returns the orders with these ids.
+	OrdersByID(ctx context.Context, ids []string) ([]order.Order, error)
+	// RefundsByID returns the refunds with these out_refund_no.
+	RefundsByID(ctx context.Context, ids []string) ([]order.Refund, error)
+	// CountBillPayments counts ledger rows paid in the window, leaving out
+	// those WeChat Pay said were not paid (order.DispositionNotPaid).
+	CountBillPayments(ctx context.Context, from, to time.Time) (int, error)
+	// BillPaymentsAfter lists up to limit of those rows by (success_time,
+	// id), after the cursor.
+	BillPaymentsAfter(ctx context.Context, from, to, afterAt time.Time, afterID string, limit int) ([]order.Payment, error)
+	// CountBillRefunds counts refunds created in the window that did not
+	// fail.
+	CountBillRefunds(ctx context.Context, from, to time.Time) (int, error)
+	// BillRefundsAfter lists up to limit of those refunds by (created_at,
+	// id), after the cursor.
+	BillRefundsAfter(ctx context.Context, from, to, afterAt time.Time, afterID string, limit int) ([]order.Refund, error)
+	// BillReport decodes the stored report with id into v, or returns
+	// order.ErrNotFound; SaveBillReport replaces it.
+	BillReport(ctx context.Context, id string, v any) error
+	SaveBillReport(ctx context.Context, id string, report any) error
+}

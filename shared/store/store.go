@@ -461,6 +461,9 @@ func ensureIndexes(ctx context.Context, db *mongo.Database) error {
 			Keys:    bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}},
 			Options: options.Index().SetName("created_at_id"),
 		}},
+		// The bill job reads a day's ledger rows and refunds (bills.go).
+		{colPayments, mongo.IndexModel{Keys: bson.D{{Key: "success_time", Value: 1}, {Key: "_id", Value: 1}}, Options: options.Index().SetName("success_time_id")}},
+		{colRefunds, mongo.IndexModel{Keys: bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}, Options: options.Index().SetName("created_at_id")}},
 		// closeExpired purges rate-limit slots whose window has passed.
 		{colSlots, mongo.IndexModel{
 			Keys:    bson.D{{Key: "expire_at", Value: 1}},

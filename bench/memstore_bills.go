@@ -1,0 +1,42 @@
+package bench
+
+import (
+	"context"
+	"time"
+
+	"github.com/payfn/payfn/shared/order"
+)
+
+// The bill job's store methods: the benchmarks never run it.
+
+func (s *memStore) PaymentsByID(context.Context, []string) ([]order.Payment, error) {
+	return nil, errNotBenchmarked
+}
+
+func (s *memStore) OrdersByID(context.Context, []string) ([]order.Order, error) {
+	return nil, errNotBenchmarked
+}
+
+func (s *memStore) RefundsByID(context.Context, []string) ([]order.Refund, error) {
+	return nil, errNotBenchmarked
+}
+
+func (s *memStore) CountBillPayments(context.Context, time.Time, time.Time) (int, error) {
+	return 0, errNotBenchmarked
+}
+
+func (s *memStore) BillPaymentsAfter(context.Context, time.Time, time.Time, time.Time, string, int) ([]order.Payment, error) {
+	return nil, errNotBenchmarked
+}
+
+func (s *memStore) CountBillRefunds(context.Context, time.Time, time.Time) (int, error) {
+	return 0, errNotBenchmarked
+}
+
+func (s *memStore) BillRefundsAfter(context.Context, time.Time, time.Time, time.Time, string, int) ([]order.Refund, error) {
+	return nil, errNotBenchmarked
+}
+
+func (s *memStore) BillReport(context.Context, string, any) error { return errNotBenchmarked }
+
+func (s *memStore) SaveBillReport(context.Context, string, any) error { return errNotBenchmarked }
