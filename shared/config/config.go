@@ -73,6 +73,15 @@ type Config struct {
 
 	OrderTTL time.Duration // PAYFN_ORDER_TTL: how long an order may wait for payment, default 30m
 
+	// Identity is PAYFN_IDENTITY, where the client functions (createOrder,
+	// pay, queryOrder) learn who calls them, one place per deployment:
+	// "token" (default) is login's session token in Authorization;
+	// "platform" is the openid the mini-program platform vouches for
+	// (CloudBase's per-invocation environment, the X-WX-* headers of
+	// CloudBase HTTP functions and WeChat Cloud Hosting), with WECHAT_APPID
+	// the only appid accepted. Each mode ignores the other's credentials.
+	Identity string
+
 	// Service mode. ServiceKey (PAYFN_SERVICE_KEY, secret, at least 32
 	// bytes) turns it on: it derives the apps' API key secrets and seals
 	// their webhook secrets. WebhookAllowPrivate
@@ -107,6 +116,12 @@ const (
 	SourceFile    = "file"
 )
 
+// The identity modes PAYFN_IDENTITY accepts.
+const (
+	IdentityToken    = "token"
+	IdentityPlatform = "platform"
+)
+
 // DefaultSecretRefresh is how often a warm function asks the secret store
 // for a new version: a rotation reaches every warm function within it.
 const DefaultSecretRefresh = 5 * time.Minute
@@ -122,6 +137,7 @@ const (
 	PartPay                  // WeChat Pay merchant
 	PartAdmin                // the merchant's admin key
 	PartService              // service mode's key
+	PartPlatform             // the appid platform callers must come from (PAYFN_IDENTITY=platform)
 )
 
 // Load reads the settings through getenv (os.Getenv in a function) and
@@ -205,6 +221,15 @@ func Load(getenv func(string) string) (Config, error) {
 		SecretID:              strings.TrimSpace(getenv("PAYFN_SECRET_ID")),
 		SecretRefresh:         duration("PAYFN_SECRET_REFRESH", DefaultSecretRefresh),
 		SecretEndpoint:        strings.TrimSpace(getenv("PAYFN_SECRET_ENDPOINT")),
+		Identity:              strings.ToLower(strings.TrimSpace(getenv("PAYFN_IDENTITY"))),
+	}
+	switch c.Identity {
+	case "":
+		c.Identity = IdentityToken
+	case IdentityToken, IdentityPlatform:
+	default:
+		errs = append(errs, fmt.Errorf("PAYFN_IDENTITY=%q is not token or platform", c.Identity))
+		c.Identity = IdentityToken
 	}
 	c.ExtraAppIDs, errs = appIDList("WECHATPAY_EXTRA_APPIDS", getenv("WECHATPAY_EXTRA_APPIDS"), c.AppID, errs)
 	// -1 asks WeChat Pay on every queryOrder; anything else is a duration.
@@ -305,6 +330,8 @@ func (c Config) Need(parts ...Part) error {
 			need("PAYFN_ADMIN_KEY", c.AdminKey)
 		case PartService:
 			need("PAYFN_SERVICE_KEY", c.ServiceKey)
+		case PartPlatform:
+			need("WECHAT_APPID", c.AppID)
 		case PartPay:
 			need("WECHAT_APPID", c.AppID)
 			need("WECHATPAY_MCHID", c.MchID)
@@ -355,6 +382,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("service_key_previous", set(c.ServiceKeyPrevious)),
 		slog.Bool("webhook_allow_private", c.WebhookAllowPrivate),
 		slog.Duration("order_ttl", c.OrderTTL),
+		slog.String("identity", c.Identity),
 		slog.Int("max_open_orders", c.MaxOpenOrders),
 		slog.Duration("query_interval", c.QueryInterval),
 		slog.Int("job_parallelism", c.JobParallelism),

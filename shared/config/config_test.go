@@ -223,3 +223,19 @@ func TestExtraAppIDsAreACheckedCommaSeparatedList(t *testing.T) {
 		}
 	}
 }
+
+func TestIdentityModeIsTokenUnlessPlatformIsChosen(t *testing.T) {
+	for v, want := range map[string]string{"": config.IdentityToken, "token": config.IdentityToken, " Platform ": config.IdentityPlatform} {
+		c, err := config.Load(env(map[string]string{"PAYFN_IDENTITY": v}))
+		if err != nil || c.Identity != want {
+			t.Errorf("PAYFN_IDENTITY=%q: Identity %q, err %v; want %q", v, c.Identity, err, want)
+		}
+	}
+	// A mode nobody chose is refused rather than read as either.
+	if _, err := config.Load(env(map[string]string{"PAYFN_IDENTITY": "header"})); err == nil || !strings.Contains(err.Error(), "PAYFN_IDENTITY") {
+		t.Errorf("PAYFN_IDENTITY=header: err = %v, want one naming the setting", err)
+	}
+	if err := (config.Config{}).Need(config.PartPlatform); err == nil || !strings.Contains(err.Error(), "WECHAT_APPID") {
+		t.Errorf("Need(PartPlatform) without an appid: %v", err)
+	}
+}

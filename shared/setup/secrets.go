@@ -92,7 +92,10 @@ func (g *generation) close() {
 // holds, fetched on first use and again every refresh (default
 // config.DefaultSecretRefresh). It does no I/O.
 func NewRotating(fn Function, getenv func(string) string, src secrets.Source, refresh time.Duration, opts Options) (*Rotating, error) {
-	parts, ok := needs[fn]
+	// The identity mode is not a secret: the environment has it (a bad
+	// value fails the build, which loads the settings again).
+	cfg, _ := config.Load(getenv)
+	parts, ok := partsOf(fn, cfg.Identity)
 	if !ok {
 		return nil, fmt.Errorf("unknown function %q", fn)
 	}
@@ -121,7 +124,7 @@ func fromStore(fn Function, getenv func(string) string, cfg config.Config, logge
 		}
 		return getenv(k)
 	}
-	if parts, ok := needs[fn]; ok {
+	if parts, ok := partsOf(fn, cfg.Identity); ok {
 		if c, err := config.Load(withSecret); err == nil {
 			if err := c.Need(parts...); err != nil {
 				return nil, fmt.Errorf("configure %s: %w", fn, err)

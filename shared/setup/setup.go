@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/payfn/payfn/shared/app"
@@ -89,6 +90,19 @@ var needs = map[Function][]config.Part{
 	ServerAPI:        {config.PartStore, config.PartPay, config.PartService},
 	AdminApps:        {config.PartStore, config.PartAdmin, config.PartService},
 	DispatchWebhooks: {config.PartStore, config.PartService},
+}
+
+// partsOf is what fn needs under the deployment's identity mode
+// (PAYFN_IDENTITY). In platform mode the client functions take their caller
+// from the platform: instead of the session secret they need the appid the
+// caller must come from.
+func partsOf(fn Function, mode string) ([]config.Part, bool) {
+	parts, ok := needs[fn]
+	if !ok || mode != config.IdentityPlatform || (fn != CreateOrder && fn != Pay && fn != QueryOrder) {
+		return parts, ok
+	}
+	out := slices.DeleteFunc(slices.Clone(parts), func(p config.Part) bool { return p == config.PartSessions })
+	return append(out, config.PartPlatform), true
 }
 
 // Logger returns the JSON logger a function writes to stdout, at the level
@@ -204,13 +218,13 @@ func storeBacked(fn Function, getenv func(string) string, logger *slog.Logger) (
 }
 
 func fromEnv(fn Function, getenv func(string) string, logger *slog.Logger) (*httpapi.API, *Stack, error) {
-	parts, ok := needs[fn]
-	if !ok {
-		return nil, nil, fmt.Errorf("unknown function %q", fn)
-	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load configuration: %w", err)
+	}
+	parts, ok := partsOf(fn, cfg.Identity)
+	if !ok {
+		return nil, nil, fmt.Errorf("unknown function %q", fn)
 	}
 	if err := cfg.Need(parts...); err != nil {
 		return nil, nil, fmt.Errorf("configure %s: %w", fn, err)
@@ -258,6 +272,9 @@ func NewStack(cfg config.Config, opts Options) (*Stack, error) {
 	if cfg.ServiceKey != "" {
 		all = append(all, config.PartService)
 	}
+	if cfg.Identity == config.IdentityPlatform {
+		all = append(all, config.PartPlatform)
+	}
 	api, st, err := build(cfg, all, opts)
 	if err != nil {
 		return nil, err
@@ -275,6 +292,7 @@ func build(cfg config.Config, parts []config.Part, opts Options) (*httpapi.API, 
 	// The core's lines name the request they were logged for.
 	logger = slog.New(httpapi.LogHandler(logger.Handler()))
 	st := &Stack{}
+	var platform *identity.Platform
 	ac := app.Config{OrderTTL: cfg.OrderTTL, Now: opts.Now, Logger: logger, AdminKey: cfg.AdminKey, AdminKeyPrevious: cfg.AdminKeyPrevious,
 		MaxOpenOrders: cfg.MaxOpenOrders, QueryInterval: cfg.QueryInterval, Jobs: app.JobOptions{Parallelism: cfg.JobParallelism},
 		BoundAppIDs: boundAppIDs(cfg)}
@@ -320,10 +338,20 @@ func build(cfg config.Config, parts []config.Part, opts Options) (*httpapi.API, 
 				return nil, nil, fmt.Errorf("wechat pay: %w", err)
 			}
 			st.Channel, ac.Channel = ch, ch
+		case config.PartPlatform:
+			p, err := identity.NewPlatform(cfg.AppID)
+			if err != nil {
+				return nil, nil, fmt.Errorf("platform identity: %w", err)
+			}
+			platform = p
 		}
 	}
 	st.App = app.New(ac)
-	return httpapi.New(st.App, logger), st, nil
+	api := httpapi.New(st.App, logger)
+	if platform != nil {
+		api.UsePlatformIdentity(platform)
+	}
+	return api, st, nil
 }
 
 func channel(cfg config.Config, logger *slog.Logger) (*wxpay.Channel, error) {

@@ -5,6 +5,7 @@
 // runtime adapter (AWS Lambda, Tencent SCF, local net/http) serves these same
 // handlers, so behaviour is identical on every platform.
 //
-// It imports shared/app and shared/order, and no cloud runtime, database
+// It imports shared/app, shared/order and shared/identity (the platform
+// caller an adapter puts in the context), and no cloud runtime, database
 // driver or WeChat Pay SDK.
 package httpapi

@@ -18,6 +18,7 @@ import (
 	"unicode"
 
 	"github.com/payfn/payfn/shared/app"
+	"github.com/payfn/payfn/shared/identity"
 )
 
 // Paths of the functions' HTTP routes, the same locally and in the clouds.
@@ -41,8 +42,9 @@ const (
 
 // API serves payfn's functions over HTTP.
 type API struct {
-	app *app.App
-	log *slog.Logger
+	app      *app.App
+	log      *slog.Logger
+	platform *identity.Platform // nil: token mode (see UsePlatformIdentity)
 }
 
 // New returns the HTTP face of a.
@@ -261,7 +263,7 @@ type logLine struct {
 type handlerFunc func(w http.ResponseWriter, r *http.Request, caller string, lg *logLine) error
 
 // endpoint wraps a function: POST only, a JSON body of bounded size, the
-// caller's session when authenticated is set, and then what handle does.
+// caller (see caller) when authenticated is set, and then what handle does.
 func (api *API) endpoint(route string, authenticated bool, fn handlerFunc) http.Handler {
 	return api.handle(route, func(w http.ResponseWriter, r *http.Request, lg *logLine) error {
 		if r.Method != http.MethodPost {
@@ -276,7 +278,7 @@ func (api *API) endpoint(route string, authenticated bool, fn handlerFunc) http.
 		}
 		if authenticated {
 			var err error
-			if lg.caller, err = api.app.Authenticate(bearerToken(r)); err != nil {
+			if lg.caller, err = api.caller(r); err != nil {
 				return err
 			}
 		}
