@@ -1,10 +1,13 @@
-// Command createorder is payfn's createorder function for AWS Lambda and Tencent SCF.
+// Command createorder is payfn's createorder function for AWS Lambda, Tencent SCF (also as a
+// CloudBase event function that wx.cloud.callFunction invokes) and CloudBase
+// HTTP functions (scf_bootstrap, PORT).
 package main
 
 import (
 	"os"
 
 	"github.com/payfn/payfn/shared/runtime"
+	"github.com/payfn/payfn/shared/runtime/httpapi"
 	"github.com/payfn/payfn/shared/setup"
 )
 
@@ -15,5 +18,5 @@ func main() {
 		logger.Error("cannot start", "function", setup.CreateOrder, "err", err)
 		os.Exit(1)
 	}
-	runtime.Start(h, logger)
+	runtime.Start(h, logger, runtime.DataRoute(httpapi.PathCreateOrder))
 }

@@ -1,4 +1,5 @@
-// Command verifypayment is payfn's verifypayment function for AWS Lambda and Tencent SCF.
+// Command verifypayment is payfn's verifypayment function for AWS Lambda,
+// Tencent SCF and CloudBase HTTP functions (scf_bootstrap, PORT).
 package main
 
 import (

@@ -1,4 +1,5 @@
-// Command verifyrefund is payfn's refund-notification callback for AWS Lambda and Tencent SCF.
+// Command verifyrefund is payfn's refund-notification callback for AWS Lambda,
+// Tencent SCF and CloudBase HTTP functions (scf_bootstrap, PORT).
 package main
 
 import (

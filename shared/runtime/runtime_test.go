@@ -61,6 +61,9 @@ func TestDetectChoosesPlatformFromEnvironment(t *testing.T) {
 		{"scf rpc port alone", map[string]string{"_LAMBDA_SERVER_PORT": "28902"}, runtime.TencentSCF, false},
 		{"aws go1.x rpc is refused", map[string]string{"_LAMBDA_SERVER_PORT": "9000", "AWS_LAMBDA_FUNCTION_NAME": "createOrder"}, "", true},
 		{"scf without rpc port is refused", map[string]string{"TENCENTCLOUD_RUNENV": "SCF"}, "", true},
+		{"cloudbase http function", map[string]string{"TENCENTCLOUD_RUNENV": "SCF", "PORT": "9000"}, runtime.HTTPServer, false},
+		{"container", map[string]string{"PORT": "80"}, runtime.HTTPServer, false},
+		{"scf rpc port wins over PORT", map[string]string{"_LAMBDA_SERVER_PORT": "28902", "PORT": "9000"}, runtime.TencentSCF, false},
 		{"laptop", map[string]string{"HOME": "/home/dev"}, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,7 +94,7 @@ func childCmd(t *testing.T, env ...string) *exec.Cmd {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "AWS_LAMBDA_RUNTIME_API", "_LAMBDA_SERVER_PORT", "AWS_LAMBDA_FUNCTION_NAME", "TENCENTCLOUD_RUNENV":
+		case "AWS_LAMBDA_RUNTIME_API", "_LAMBDA_SERVER_PORT", "AWS_LAMBDA_FUNCTION_NAME", "TENCENTCLOUD_RUNENV", "PORT":
 			continue
 		}
 		cmd.Env = append(cmd.Env, kv)
@@ -233,6 +236,38 @@ func TestStartServesTencentSCFThroughNetRPC(t *testing.T) {
 		"body": "ping"}`, &want)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("integration response (-want +got):\n%s", diff)
+	}
+}
+
+// TestStartServesHTTPOnPort gives the child PORT, as scf_bootstrap or a
+// container does, and sends it a request.
+func TestStartServesHTTPOnPort(t *testing.T) {
+	var resp *http.Response
+	for attempt := 1; resp == nil && attempt <= 3; attempt++ {
+		port := adaptertest.FreePort(t)
+		exited := startChild(t, childCmd(t, "PORT="+port, "TENCENTCLOUD_RUNENV=SCF"))
+		deadline := time.Now().Add(10 * time.Second)
+		for resp == nil && time.Now().Before(deadline) {
+			r, err := http.Post("http://127.0.0.1:"+port+"/v1/ping?x=1", "text/plain", strings.NewReader("ping"))
+			if err == nil {
+				resp = r
+				break
+			}
+			select {
+			case <-exited:
+				deadline = time.Time{}
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	if resp == nil {
+		t.Fatal("HTTP child never answered")
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	id := resp.Header.Get("X-Request-Id")
+	if resp.StatusCode != 200 || string(body) != "ping" || id == "" || resp.Header.Get("X-Seen-Request-Id") != id || resp.Header.Get("X-Seen-Request") != "POST /v1/ping?x=1" {
+		t.Errorf("answer %d %q, headers %v", resp.StatusCode, body, resp.Header)
 	}
 }
 

@@ -288,3 +288,29 @@ func TestLambdaLibraryInvokeReturnsResponseJSON(t *testing.T) {
 		t.Errorf("handler saw body %q, request id %q", got.Body, got.RequestID)
 	}
 }
+
+// TestAdapterConformance runs the adapters' shared table through HTTP API
+// (payload 2.0) events.
+func TestAdapterConformance(t *testing.T) {
+	seq := 0
+	adaptertest.RunConformance(t, adaptertest.Transport{
+		Name: "aws http api v2", RawBody: true, Headers: true,
+		Serve: func(t *testing.T, h http.Handler, req adaptertest.Request) adaptertest.Answer {
+			seq++
+			body, b64 := adaptertest.GatewayBody(req.Body)
+			e := events.APIGatewayV2HTTPRequest{
+				Version: "2.0", RouteKey: "POST " + req.Path, RawPath: req.Path,
+				Headers: adaptertest.GatewayHeaders(req.Header), Body: body, IsBase64Encoded: b64,
+				RequestContext: events.APIGatewayV2HTTPRequestContext{
+					RequestID: "apigw-" + strings.Repeat("7", seq), DomainName: "abc.execute-api.ap-east-1.amazonaws.com",
+					HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: http.MethodPost, Path: req.Path, Protocol: "HTTP/1.1", SourceIP: "203.0.113.7"},
+				},
+			}
+			resp, err := awslambda.NewHandler(h, slog.New(slog.DiscardHandler))(context.Background(), e)
+			if err != nil {
+				t.Fatalf("handler error: %v", err)
+			}
+			return adaptertest.GatewayAnswer(t, resp.StatusCode, resp.Headers, resp.Body, resp.IsBase64Encoded)
+		},
+	})
+}

@@ -155,8 +155,8 @@ loop:
 }
 
 // invokeRPC is the library's Function.Invoke: a deadline context carrying the
-// function context, the environment applied, and a panic reported as an
-// error that asks the runtime to restart the process.
+// function context, the environment applied (but for the caller's keys), and
+// a panic reported as an error that asks the runtime to restart the process.
 func invokeRPC(req *messages.InvokeRequest, invoke invokeFunc) (response *messages.InvokeResponse) {
 	response = &messages.InvokeResponse{}
 	defer func() {
@@ -200,6 +200,15 @@ func invokeRPC(req *messages.InvokeRequest, invoke invokeFunc) (response *messag
 			return response
 		}
 		for k, v := range lc.Environment {
+			// The library copies the whole environment into the process
+			// and never clears it. The caller's keys (WX_OPENID, TCB_SOURCE,
+			// ...) describe this invocation only: copied, a later call
+			// without a caller would find this one's in os.Getenv. They are
+			// read from the function context alone (adapters pass them on
+			// in the request context), so they stay out of the process.
+			if invocationKey(k) {
+				continue
+			}
 			os.Setenv(k, v)
 		}
 	}
@@ -210,6 +219,13 @@ func invokeRPC(req *messages.InvokeRequest, invoke invokeFunc) (response *messag
 	}
 	response.Payload = payload
 	return response
+}
+
+// invocationKey reports whether an environment key describes one
+// invocation's caller (CloudBase's WX_ and TCB_ keys) rather than the
+// function.
+func invocationKey(k string) bool {
+	return strings.HasPrefix(k, "WX_") || strings.HasPrefix(k, "TCB_")
 }
 
 func errorResponse(err error) *messages.InvokeResponse_Error {

@@ -1,7 +1,11 @@
 // Package tencentscf runs payfn's http.Handlers on Tencent SCF behind an API
-// Gateway trigger (integration request/response): it converts each event to
-// an *http.Request, serves it, and converts the recorded response back. No
-// SCF type reaches the handler.
+// Gateway trigger (integration request/response), and as CloudBase event
+// functions that wx.cloud.callFunction invokes with a plain data event
+// (data.go): it converts each event to an *http.Request, serves it, and
+// converts the recorded response back. No SCF type reaches the handler; the
+// caller a data event's invocation names reaches it in the request context
+// (identity.WithPlatformCaller), never from the event or the process
+// environment.
 //
 // It must not import shared/app, shared/order or the AWS Lambda library.
 package tencentscf
@@ -38,10 +42,11 @@ type Request struct {
 type Response = events.APIGatewayResponse
 
 // Start serves h as the SCF function's handler over scf-go-lib's net/rpc
-// protocol on _LAMBDA_SERVER_PORT (see rpc.go). It blocks, and exits the
-// process if it cannot listen.
-func Start(h http.Handler, logger *slog.Logger) {
-	startRPC(jsonInvoke(NewHandler(h, logger)))
+// protocol on _LAMBDA_SERVER_PORT (see rpc.go): API gateway events, and
+// wx.cloud.callFunction's data events when opts.DataRoute is set (see
+// NewEventHandler). It blocks, and exits the process if it cannot listen.
+func Start(h http.Handler, logger *slog.Logger, opts Options) {
+	startRPC(NewEventHandler(h, logger, opts))
 }
 
 // NewHandler returns an SCF handler for API Gateway trigger events that

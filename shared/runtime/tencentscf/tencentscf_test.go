@@ -31,11 +31,18 @@ const bearer = "Bearer sess.eyJvcGVuaWQiOiJvVVB4In0.c2lnbmF0dXJl"
 // childEnv makes the test binary act as an SCF function process (see TestMain).
 const childEnv = "PAYFN_TENCENTSCF_TEST_CHILD"
 
+// dataRouteEnv gives the child its data route.
+const dataRouteEnv = "PAYFN_TENCENTSCF_TEST_DATA_ROUTE"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		// Serve echoHandler over scf-go-lib's net/rpc exactly as SCF runs a
 		// function; Start only returns by exiting the process.
-		tencentscf.Start(echoHandler(), slog.New(slog.NewJSONHandler(os.Stderr, nil)))
+		h := echoHandler()
+		if os.Getenv(dataRouteEnv) != "" {
+			h = callerHandler()
+		}
+		tencentscf.Start(h, slog.New(slog.NewJSONHandler(os.Stderr, nil)), tencentscf.Options{DataRoute: os.Getenv(dataRouteEnv)})
 		os.Exit(3)
 	}
 	os.Exit(m.Run())

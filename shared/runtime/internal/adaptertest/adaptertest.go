@@ -1,6 +1,7 @@
 // Package adaptertest holds what the runtime adapters' tests share: a core
-// handler that records the request it was given, and the net/rpc plumbing
-// for driving an SCF child process. Tests only; no function links it.
+// handler that records the request it was given, the conformance table
+// every adapter passes (conformance.go), and the net/rpc plumbing for
+// driving an SCF child process. Tests only; no function links it.
 package adaptertest
 
 import (
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/payfn/payfn/shared/identity"
 	"github.com/payfn/payfn/shared/runtime/httpapi"
 )
 
@@ -25,6 +27,9 @@ type Seen struct {
 	ContentLength                      int64
 	Body                               []byte
 	RequestID                          string
+	// Caller is the platform caller the adapter put in the context; zero
+	// when it put none.
+	Caller identity.PlatformCaller
 }
 
 // RecordingHandler stores the request into got and answers 201 JSON.
@@ -41,6 +46,7 @@ func RecordingHandler(t *testing.T, got *Seen) http.Handler {
 			Header: r.Header.Clone(), ContentLength: r.ContentLength, Body: body,
 			RequestID: httpapi.RequestID(r.Context()),
 		}
+		got.Caller, _ = identity.PlatformCallerFrom(r.Context())
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		io.WriteString(w, `{"order_id":"ord_1"}`)
