@@ -246,7 +246,7 @@ func exprText(n ast.Node) string {
 
 // entryPoints returns, for every function, the App methods its deployed
 // handler calls: shared/setup names the httpapi handler of an HTTP function
-// (route) and the App method of a scheduled one (JobFor); an httpapi
+// (route) and the App method of a scheduled one (jobOf); an httpapi
 // handler is followed through the API's own methods and functions to every
 // api.app.M it calls (serverApi and adminApps serve many routes, each with
 // its own use case).
@@ -319,7 +319,7 @@ func entryPoints(t *testing.T) map[string][]string {
 		})
 		return out
 	}
-	handlers, jobs := cases("route", "api"), cases("JobFor", "App")
+	handlers, jobs := cases("route", "api"), cases("jobOf", "a")
 	apiFiles := parseDir(t, filepath.Join(root, "shared", "runtime", "httpapi"))
 	apiMeth, apiFuncs := methods(apiFiles, "API")
 	out := map[string][]string{}
@@ -382,7 +382,7 @@ func derivedAccess(t *testing.T) map[string]access {
 	for _, fn := range functions(t) {
 		roots := entries[string(fn.Name)]
 		if len(roots) == 0 {
-			t.Fatalf("found no use case that function %s calls (shared/setup route or JobFor); update entryPoints", fn.Name)
+			t.Fatalf("found no use case that function %s calls (shared/setup route or jobOf); update entryPoints", fn.Name)
 		}
 		used := map[string]bool{}
 		seen := map[*ast.FuncDecl]bool{}
