@@ -64,6 +64,7 @@ func (api *API) Routes() *http.ServeMux {
 	mux.Handle(PathQueryOrder, api.QueryOrder())
 	mux.Handle(PathVerifyPayment, api.VerifyPayment())
 	mux.Handle(PathRefund, api.Refund())
+	mux.Handle(PathBills, api.Bills())
 	mux.Handle(PathVerifyRefund, api.VerifyRefund())
 	mux.Handle(PathServerAPI, api.ServerAPI())
 	admin := api.AdminApps()

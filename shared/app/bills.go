@@ -1,0 +1,813 @@
+package app
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/payfn/payfn/shared/order"
+)
+
+// Daily bill reconciliation. Each day WeChat Pay publishes the trade bill
+// of the day before: every payment and every refund it accepted. The bill
+// job (ReconcileBills) downloads it, checks its digest, and compares every
+// row with payfn's ledger, orders and refunds as the file streams in, with
+// the store read in batches. Only reads happen until the whole file has
+// matched its digest: a tampered or cut bill repairs nothing and leaves a
+// download_failed report. Then each difference payfn can repair is
+// repaired by the usual claims (a lost payment is settled from WeChat Pay's
+// query, a lost refund outcome is decided from its query), and the others
+// are reported. The report, one document per channel and day, is what the
+// operator reads at GET /admin/bills/{date}.
+//
+// Running it again for a day repairs nothing twice (every repair is a
+// claim) and gives the same report: a difference repaired by an earlier run
+// stays in the report as repaired.
+
+// Bill report statuses.
+const (
+	BillClean          = "clean"           // compared in full: WeChat Pay and payfn agree
+	BillDifferences    = "differences"     // compared in full: see the differences
+	BillIncomplete     = "incomplete"      // stopped at the deadline, or a repair failed: the next run goes on
+	BillDownloadFailed = "download_failed" // the bill could not be had or did not match its digest: nothing compared
+	BillNotReady       = "not_ready"       // WeChat Pay has not generated the bill yet
+)
+
+// Kinds of difference between a bill and payfn.
+const (
+	BillMissingHere         = "missing_here"          // WeChat Pay has a payment payfn's ledger lacks
+	BillMissingThere        = "missing_there"         // payfn's ledger has a payment the bill lacks
+	BillAmountDiffers       = "amount_differs"        // the same payment with another amount
+	BillStatusDiffers       = "status_differs"        // paid at WeChat Pay; the order here does not show it
+	BillRefundMissingHere   = "refund_missing_here"   // a refund payfn did not make (the merchant portal?)
+	BillRefundMissingThere  = "refund_missing_there"  // a refund here the bill lacks
+	BillRefundAmountDiffers = "refund_amount_differs" // the same refund with another amount or order
+	BillRefundStatusDiffers = "refund_status_differs" // decided otherwise at WeChat Pay
+)
+
+// What became of a difference.
+const (
+	OutcomeRepaired     = "repaired"      // payfn now agrees with WeChat Pay
+	OutcomeReported     = "reported"      // payfn cannot repair it: a person must look
+	OutcomeRepairFailed = "repair_failed" // the repair failed (store or WeChat Pay down): the next run tries again
+	OutcomePending      = "pending"       // not tried yet: the run stopped at its deadline
+	OutcomeResolved     = "resolved"      // reported earlier, and a later run found it gone
+)
+
+// Bill job tuning.
+const (
+	// ChannelWeChatPay names WeChat Pay's bills (report ids, the route).
+	ChannelWeChatPay = "wechatpay"
+	// BillLookback is how many days back the job takes up a day whose
+	// report is not final (not ready, failed, incomplete).
+	BillLookback = 7
+	// billBatch is how many rows are compared per store read.
+	billBatch = 500
+	// maxBillDifferences bounds the differences a report lists (and a run
+	// repairs); beyond it they are counted, and the next run goes on.
+	maxBillDifferences = 2000
+)
+
+// Bill error codes.
+const (
+	CodeInvalidBillDate    = "INVALID_BILL_DATE"
+	CodeBillReportNotFound = "BILL_REPORT_NOT_FOUND"
+)
+
+var billDatePattern = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
+
+// BillReport is the outcome of reconciling one channel's bill of one day.
+type BillReport struct {
+	ID      string `bson:"_id" json:"-"` // channel:date
+	Date    string `bson:"bill_date" json:"bill_date"`
+	Channel string `bson:"channel" json:"channel"`
+	Status  string `bson:"status" json:"status"`
+	// Clean is true when the whole bill was compared and nothing differs.
+	Clean bool `bson:"clean" json:"clean"`
+	// Error says why the bill was not compared (download_failed, not_ready).
+	Error       string `bson:"error,omitempty" json:"error,omitempty"`
+	Rows        int    `bson:"rows" json:"rows"` // data rows in the bill
+	PaymentRows int    `bson:"payment_rows" json:"payment_rows"`
+	RefundRows  int    `bson:"refund_rows" json:"refund_rows"`
+	// BillTotals are the bill's own summary row; the payments and refunds
+	// here for the day are HerePayments and HereRefunds.
+	BillTotals   BillSummary      `bson:"bill_totals" json:"bill_totals"`
+	HerePayments int              `bson:"here_payments" json:"here_payments"`
+	HereRefunds  int              `bson:"here_refunds" json:"here_refunds"`
+	Differences  []BillDifference `bson:"differences" json:"differences"`
+	Counts       map[string]int   `bson:"counts" json:"counts"` // differences by kind
+	Outcomes     map[string]int   `bson:"outcomes" json:"outcomes"`
+	Unlisted     int              `bson:"unlisted,omitempty" json:"unlisted,omitempty"` // differences over the list's bound
+	Runs         int              `bson:"runs" json:"runs"`
+	CreatedAt    time.Time        `bson:"created_at" json:"created_at"`
+	UpdatedAt    time.Time        `bson:"updated_at" json:"updated_at"`
+	DurationMS   int64            `bson:"duration_ms" json:"duration_ms"`
+}
+
+// BillDifference is one row (or ledger record) on which WeChat Pay's bill
+// and payfn disagree, and what was done about it.
+type BillDifference struct {
+	Kind          string `bson:"kind" json:"kind"`
+	OutTradeNo    string `bson:"out_trade_no,omitempty" json:"out_trade_no,omitempty"`
+	TransactionID string `bson:"transaction_id,omitempty" json:"transaction_id,omitempty"`
+	OutRefundNo   string `bson:"out_refund_no,omitempty" json:"out_refund_no,omitempty"`
+	BillFen       int64  `bson:"bill_fen" json:"bill_fen"`
+	HereFen       int64  `bson:"here_fen" json:"here_fen"`
+	BillStatus    string `bson:"bill_status,omitempty" json:"bill_status,omitempty"`
+	HereStatus    string `bson:"here_status,omitempty" json:"here_status,omitempty"`
+	Outcome       string `bson:"outcome" json:"outcome"`
+	After         string `bson:"after,omitempty" json:"after,omitempty"` // the status here after the repair
+	Note          string `bson:"note,omitempty" json:"note,omitempty"`
+
+	pay *order.Payment // for the repair; not stored
+	ord *order.Order
+	ref *order.Refund
+}
+
+func (d BillDifference) key() string {
+	return d.Kind + "|" + d.TransactionID + "|" + d.OutRefundNo + "|" + d.OutTradeNo
+}
+
+// Final reports whether the report needs no further run.
+func (r BillReport) Final() bool {
+	if r.Status != BillClean && r.Status != BillDifferences {
+		return false
+	}
+	for _, d := range r.Differences {
+		if d.Outcome == OutcomeRepairFailed || d.Outcome == OutcomePending {
+			return false
+		}
+	}
+	return r.Unlisted == 0
+}
+
+// ReconcileBills is the daily bill job: it reconciles yesterday's WeChat
+// Pay bill (China time), then takes up each of the BillLookback days before
+// whose report is not final, until its time is up (the same margin as the
+// other jobs). A bill that failed to download or to match its digest fails
+// the run, so the failure shows where jobs' failures are watched.
+func (a *App) ReconcileBills(ctx context.Context) (JobReport, error) {
+	begin := time.Now()
+	opts := a.jobs.withDefaults()
+	stopAt := time.Time{}
+	if dl, ok := ctx.Deadline(); ok {
+		stopAt = dl.Add(-max(opts.MinMargin, time.Until(dl)/10))
+	}
+	rep := JobReport{Job: "reconcileBill", Fixes: []Fix{}, Complete: true, Sweeps: []SweepReport{}}
+	today := a.now().In(chinaTime)
+	var errs []error
+	for back := 1; back <= 1+BillLookback; back++ {
+		day := today.AddDate(0, 0, -back).Format(time.DateOnly)
+		var old BillReport
+		err := a.store.BillReport(ctx, billReportID(ChannelWeChatPay, day), &old)
+		switch {
+		case err == nil && old.Final():
+			continue // done: a run again would give the same report
+		case errors.Is(err, order.ErrNotFound) && back > 1:
+			continue // an earlier day never run (before payfn was deployed): not taken up
+		case err != nil && !errors.Is(err, order.ErrNotFound):
+			errs = append(errs, storeError("load bill report "+day, err))
+			continue
+		}
+		if !stopAt.IsZero() && time.Now().After(stopAt) {
+			rep.Complete, rep.Stopped = false, StoppedDeadline
+			break
+		}
+		br, fixes, err := a.reconcileBill(ctx, day, stopAt)
+		sw := SweepReport{Name: "bill:" + day, Examined: br.Rows, Fixed: len(fixes), Complete: br.Final()}
+		for _, d := range br.Differences {
+			if d.Outcome == OutcomeRepairFailed {
+				sw.Failures++
+			}
+		}
+		if br.Status == BillIncomplete {
+			sw.Stopped = StoppedDeadline
+		}
+		rep.Sweeps = append(rep.Sweeps, sw)
+		rep.Examined += sw.Examined
+		rep.Failures += sw.Failures
+		rep.Fixes = append(rep.Fixes, fixes...)
+		rep.Complete = rep.Complete && (sw.Complete || br.Status == BillNotReady)
+		if err != nil {
+			rep.Failures++
+			errs = append(errs, err)
+		}
+	}
+	rep.DurationMS = time.Since(begin).Milliseconds()
+	a.log.InfoContext(ctx, "reconcileBill done", "examined", rep.Examined, "fixed", len(rep.Fixes), "failures", rep.Failures,
+		"complete", rep.Complete, "duration_ms", rep.DurationMS)
+	return rep, errors.Join(errs...)
+}
+
+// ReconcileBill reconciles WeChat Pay's bill of day (YYYY-MM-DD, China
+// time) now, whatever its report says, and returns the report. The error
+// is the run's failure (the report says it too), nil for a day compared in
+// full even if differences were found.
+// Errors: INVALID_BILL_DATE, STORE_UNAVAILABLE, PAYMENT_CHANNEL_UNAVAILABLE,
+// PAYMENT_CHANNEL_ERROR.
+func (a *App) ReconcileBill(ctx context.Context, day string) (BillReport, error) {
+	if err := checkBillDate(day); err != nil {
+		return BillReport{}, err
+	}
+	stopAt := time.Time{}
+	if dl, ok := ctx.Deadline(); ok {
+		stopAt = dl.Add(-max(a.jobs.withDefaults().MinMargin, time.Until(dl)/10))
+	}
+	r, _, err := a.reconcileBill(ctx, day, stopAt)
+	return r, err
+}
+
+// BillReport returns the stored report of channel's bill of day ("" is
+// WeChat Pay).
+// Errors: INVALID_BILL_DATE, BILL_REPORT_NOT_FOUND, STORE_UNAVAILABLE.
+func (a *App) BillReport(ctx context.Context, channel, day string) (BillReport, error) {
+	if err := checkBillDate(day); err != nil {
+		return BillReport{}, err
+	}
+	channel = cmp.Or(channel, ChannelWeChatPay)
+	var r BillReport
+	err := a.store.BillReport(ctx, billReportID(channel, day), &r)
+	if errors.Is(err, order.ErrNotFound) {
+		return BillReport{}, Errorf(KindNotFound, CodeBillReportNotFound, "no %s bill report for %s: the job has not run for that day", channel, day)
+	} else if err != nil {
+		return BillReport{}, storeError("load bill report", err)
+	}
+	if r.Differences == nil {
+		r.Differences = []BillDifference{}
+	}
+	return r, nil
+}
+
+func checkBillDate(day string) error {
+	if _, err := time.Parse(time.DateOnly, day); err != nil || !billDatePattern.MatchString(day) {
+		return Errorf(KindInvalid, CodeInvalidBillDate, "the bill date must be a day as YYYY-MM-DD")
+	}
+	return nil
+}
+
+func billReportID(channel, day string) string { return channel + ":" + day }
+
+// chinaTime is China Standard Time: bills' days and times are in it.
+var chinaTime = time.FixedZone("CST", 8*3600)
+
+// reconcileBill runs one day's bill and stores its report.
+func (a *App) reconcileBill(ctx context.Context, day string, stopAt time.Time) (BillReport, []Fix, error) {
+	begin := time.Now()
+	id := billReportID(ChannelWeChatPay, day)
+	var old BillReport
+	if err := a.store.BillReport(ctx, id, &old); err != nil && !errors.Is(err, order.ErrNotFound) {
+		return BillReport{}, nil, storeError("load bill report "+day, err)
+	}
+	now := a.now().UTC().Truncate(time.Millisecond)
+	r := BillReport{ID: id, Date: day, Channel: ChannelWeChatPay, Runs: old.Runs + 1, CreatedAt: old.CreatedAt, UpdatedAt: now}
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = now
+	}
+	log := a.log.With("bill_date", day, "channel", ChannelWeChatPay)
+	src, ok := a.channel.(BillSource)
+	if !ok {
+		r.Status, r.Error = BillDownloadFailed, "the payment channel has no bills"
+		return a.saveBill(ctx, r, old, nil, begin, fmt.Errorf("reconcile bill %s: %s", day, r.Error))
+	}
+	c, err := a.compareBill(ctx, src, day, stopAt)
+	switch {
+	case errors.Is(err, ErrBillNotReady):
+		r.Status, r.Error = BillNotReady, "WeChat Pay has not generated the bill yet"
+		log.WarnContext(ctx, "bill not ready; a later run takes it up", "err", err)
+		return a.saveBill(ctx, r, old, nil, begin, nil)
+	case c.stopped:
+		// Cut off before the whole file was read and verified: nothing of
+		// it is reported.
+		r.Status, r.Error, r.Rows = BillIncomplete, "stopped at the deadline before the whole bill was compared", c.rows
+		log.WarnContext(ctx, "bill comparison stopped at the deadline; the next run starts again", "rows", c.rows)
+		return a.saveBill(ctx, r, old, nil, begin, nil)
+	case errors.As(err, new(*Error)):
+		// The store failed mid-way: nothing of the bill is reported.
+		r.Status, r.Error = BillIncomplete, err.Error()
+		log.ErrorContext(ctx, "bill comparison failed; nothing reported, the next run starts again", "err", err)
+		return a.saveBill(ctx, r, old, nil, begin, err)
+	case err != nil:
+		r.Status, r.Error = BillDownloadFailed, err.Error()
+		return a.saveBill(ctx, r, old, nil, begin, channelError("bill "+day, err))
+	}
+	r.Rows, r.PaymentRows, r.RefundRows, r.BillTotals = c.rows, c.paymentRows, c.refundRows, c.summary
+	r.HerePayments, r.HereRefunds, r.Unlisted = c.herePayments, c.hereRefunds, c.unlisted
+	fixes := a.repairBill(ctx, c.diffs, stopAt)
+	r.Differences = c.diffs
+	if len(fixes) > 0 {
+		// What is here now, so that a run after this one says the same.
+		from, _ := time.ParseInLocation(time.DateOnly, day, chinaTime)
+		to := from.AddDate(0, 0, 1)
+		if n, err := a.store.CountBillPayments(ctx, from, to); err == nil {
+			r.HerePayments = n
+		}
+		if n, err := a.store.CountBillRefunds(ctx, from, to); err == nil {
+			r.HereRefunds = n
+		}
+	}
+	return a.saveBill(ctx, r, old, fixes, begin, nil)
+}
+
+// saveBill merges the run's differences with the stored report's, sets the
+// status and stores it.
+func (a *App) saveBill(ctx context.Context, r, old BillReport, fixes []Fix, begin time.Time, runErr error) (BillReport, []Fix, error) {
+	compared := r.Status == ""
+	if compared {
+		r.Differences = mergeDifferences(old.Differences, r.Differences, r.Runs)
+	} else {
+		// Not compared this run: keep what an earlier run found.
+		r.Differences = old.Differences
+		if r.Status == BillIncomplete && old.Status != "" && old.Status != BillIncomplete {
+			r.Rows = old.Rows
+		}
+	}
+	if r.Differences == nil {
+		r.Differences = []BillDifference{}
+	}
+	r.Counts, r.Outcomes = map[string]int{}, map[string]int{}
+	for _, d := range r.Differences {
+		r.Counts[d.Kind]++
+		r.Outcomes[d.Outcome]++
+	}
+	if compared {
+		r.Status = BillClean
+		if len(r.Differences) > 0 || r.Unlisted > 0 {
+			r.Status = BillDifferences
+		}
+		if r.Outcomes[OutcomeRepairFailed] > 0 || r.Outcomes[OutcomePending] > 0 {
+			r.Status = BillIncomplete
+		}
+	}
+	r.Clean = r.Status == BillClean
+	r.DurationMS = time.Since(begin).Milliseconds()
+	if err := a.store.SaveBillReport(ctx, r.ID, r); err != nil {
+		return r, fixes, errors.Join(runErr, storeError("save bill report "+r.Date, err))
+	}
+	level := "info"
+	switch {
+	case r.Status == BillDownloadFailed:
+		level = "error"
+	case r.Status != BillClean:
+		level = "warn"
+	}
+	args := []any{"bill_date", r.Date, "status", r.Status, "rows", r.Rows, "differences", len(r.Differences), "repaired", r.Outcomes[OutcomeRepaired],
+		"reported", r.Outcomes[OutcomeReported], "repair_failed", r.Outcomes[OutcomeRepairFailed], "duration_ms", r.DurationMS}
+	switch level {
+	case "error":
+		a.log.ErrorContext(ctx, "bill reconciliation failed", append(args, "err", r.Error)...)
+	case "warn":
+		a.log.WarnContext(ctx, "bill reconciled with differences", args...)
+	default:
+		a.log.InfoContext(ctx, "bill reconciled: clean", args...)
+	}
+	return r, fixes, runErr
+}
+
+// mergeDifferences keeps what earlier runs did: a difference repaired then
+// stays repaired (it no longer shows, because it was repaired), one found
+// again is this run's, and one reported earlier but not found again was
+// resolved in between.
+func mergeDifferences(old, found []BillDifference, run int) []BillDifference {
+	byKey := map[string]BillDifference{}
+	for _, d := range found {
+		byKey[d.key()] = d
+	}
+	for _, d := range old {
+		k := d.key()
+		if _, again := byKey[k]; again && d.Outcome != OutcomeRepaired {
+			continue
+		}
+		if _, again := byKey[k]; !again && d.Outcome != OutcomeRepaired && d.Outcome != OutcomeResolved {
+			d.Outcome = OutcomeResolved
+			d.Note = fmt.Sprintf("no longer differs at run %d", run)
+		}
+		byKey[k] = d
+	}
+	out := make([]BillDifference, 0, len(byKey))
+	for _, d := range byKey {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(x, y BillDifference) int { return cmp.Compare(x.key(), y.key()) })
+	return out
+}
+
+// billComparison is what streaming one bill found.
+type billComparison struct {
+	rows, paymentRows, refundRows int
+	summary                       BillSummary
+	herePayments, hereRefunds     int
+	diffs                         []BillDifference
+	unlisted                      int
+	stopped                       bool
+}
+
+func (c *billComparison) add(d BillDifference) {
+	if len(c.diffs) >= maxBillDifferences {
+		c.unlisted++
+		return
+	}
+	c.diffs = append(c.diffs, d)
+}
+
+// idSet is a set of ids held as sorted 64-bit hashes: 8 bytes an id,
+// whatever the ids' length. A hash collision can only make an id look
+// present; the job counts both sides, so a collision shows as a count
+// that does not add up, never as a silent agreement.
+type idSet []uint64
+
+func hashID(id string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return h.Sum64()
+}
+
+func (s idSet) has(id string) bool {
+	_, ok := slices.BinarySearch(s, hashID(id))
+	return ok
+}
+
+// compareBill streams the bill and compares it with the store, reading
+// only. It returns with stopped set when the time ran out.
+func (a *App) compareBill(ctx context.Context, src BillSource, day string, stopAt time.Time) (*billComparison, error) {
+	c := &billComparison{}
+	from, err := time.ParseInLocation(time.DateOnly, day, chinaTime)
+	if err != nil {
+		return c, checkBillDate(day)
+	}
+	to := from.AddDate(0, 0, 1)
+	in := func(t time.Time) bool { return !t.Before(from) && t.Before(to) }
+	work := ctx
+	if !stopAt.IsZero() {
+		var cancel context.CancelFunc
+		work, cancel = context.WithDeadlineCause(ctx, stopAt, errJobBudget)
+		defer cancel()
+	}
+	over := func() bool { return !stopAt.IsZero() && !time.Now().Before(stopAt) }
+	bill, err := src.TradeBill(work, day)
+	if err != nil {
+		c.stopped = over()
+		return c, err
+	}
+	defer bill.Close()
+	var matchedPay, matchedRefund idSet
+	var batch []BillRow
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		mp, mr, err := a.compareBatch(work, batch, c, in)
+		matchedPay, matchedRefund = append(matchedPay, mp...), append(matchedRefund, mr...)
+		batch = batch[:0]
+		return err
+	}
+	for {
+		row, err := bill.Next()
+		if err == io.EOF {
+			break
+		} else if err != nil {
+			c.stopped = over()
+			return c, fmt.Errorf("bill %s: %w", day, err)
+		}
+		c.rows++
+		batch = append(batch, row)
+		if len(batch) == billBatch {
+			if err := flush(); err != nil {
+				c.stopped = over()
+				return c, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		c.stopped = over()
+		return c, err
+	}
+	c.summary = bill.Summary()
+	slices.Sort(matchedPay)
+	slices.Sort(matchedRefund)
+	// Here but not there: the day's ledger rows and refunds the bill did
+	// not name. Counting first keeps the common case (all matched) to two
+	// queries.
+	if err := a.missingThere(work, c, from, to, matchedPay, matchedRefund); err != nil {
+		c.stopped = over()
+		return c, err
+	}
+	return c, nil
+}
+
+// compareBatch compares a batch of rows with the store and returns the
+// hashes of the ledger rows and refunds of the day it matched.
+func (a *App) compareBatch(ctx context.Context, rows []BillRow, c *billComparison, in func(time.Time) bool) (matchedPay, matchedRefund idSet, err error) {
+	var txIDs, orderIDs, refundNos []string
+	for _, r := range rows {
+		if r.TradeState == TradeStateRefund {
+			refundNos = append(refundNos, r.OutRefundNo)
+		} else {
+			txIDs = append(txIDs, r.TransactionID)
+		}
+		orderIDs = append(orderIDs, r.OutTradeNo)
+	}
+	ps, err := a.store.PaymentsByID(ctx, txIDs)
+	if err != nil {
+		return nil, nil, storeError("load ledger rows", err)
+	}
+	os, err := a.store.OrdersByID(ctx, orderIDs)
+	if err != nil {
+		return nil, nil, storeError("load orders", err)
+	}
+	var rs []order.Refund
+	if len(refundNos) > 0 {
+		if rs, err = a.store.RefundsByID(ctx, refundNos); err != nil {
+			return nil, nil, storeError("load refunds", err)
+		}
+	}
+	pays := make(map[string]order.Payment, len(ps))
+	for _, p := range ps {
+		pays[p.TransactionID] = p
+	}
+	orders := make(map[string]order.Order, len(os))
+	for _, o := range os {
+		orders[o.ID] = o
+	}
+	refunds := make(map[string]order.Refund, len(rs))
+	for _, r := range rs {
+		refunds[r.ID] = r
+	}
+	for _, row := range rows {
+		o, haveOrder := orders[row.OutTradeNo]
+		if row.TradeState == TradeStateRefund {
+			c.refundRows++
+			r, ok := refunds[row.OutRefundNo]
+			if ok && r.Status != order.RefundFailed && in(r.CreatedAt) {
+				matchedRefund = append(matchedRefund, hashID(r.ID))
+			}
+			a.compareRefundRow(c, row, r, ok)
+			continue
+		}
+		c.paymentRows++
+		p, ok := pays[row.TransactionID]
+		if ok && p.Disposition != order.DispositionNotPaid && in(p.SuccessTime) {
+			matchedPay = append(matchedPay, hashID(p.TransactionID))
+		}
+		var op *order.Order
+		if haveOrder {
+			op = &o
+		}
+		a.comparePaymentRow(c, row, p, ok, op)
+	}
+	return matchedPay, matchedRefund, nil
+}
+
+func (a *App) comparePaymentRow(c *billComparison, row BillRow, p order.Payment, inLedger bool, o *order.Order) {
+	d := BillDifference{OutTradeNo: row.OutTradeNo, TransactionID: row.TransactionID, BillFen: row.TotalFen, BillStatus: row.TradeState, ord: o}
+	if o != nil {
+		d.HereStatus = string(o.Status)
+	}
+	if !inLedger {
+		d.Kind = BillMissingHere
+		if o == nil {
+			d.Outcome, d.Note = OutcomeReported, "no such order here: a payment payfn did not take (another system on this merchant id?)"
+		}
+		c.add(d)
+		return
+	}
+	d.HereFen, d.pay = p.TotalFen, &p
+	if p.TotalFen != row.TotalFen || p.OutTradeNo != row.OutTradeNo {
+		d.Kind, d.Outcome = BillAmountDiffers, OutcomeReported
+		d.Note = "the ledger row and the bill disagree on the amount or the order: check the payment in the merchant portal"
+		if p.OutTradeNo != row.OutTradeNo {
+			d.Note = fmt.Sprintf("the ledger row names order %s, the bill %s", p.OutTradeNo, row.OutTradeNo)
+		}
+		c.add(d)
+		return
+	}
+	if row.TradeState != TradeStateSuccess {
+		d.Kind, d.Outcome = BillStatusDiffers, OutcomeReported
+		d.Note = "the bill says " + row.TradeState + " for a payment the ledger holds: check it in the merchant portal"
+		c.add(d)
+		return
+	}
+	switch p.Disposition {
+	case order.DispositionExtra:
+		return // recorded as an extra payment of an order paid otherwise: known, logged at error level when it came
+	case order.DispositionSettled, order.DispositionException, order.DispositionLate:
+		if o != nil && o.TransactionID == p.TransactionID && (o.Status == order.StatusPaid || o.Status == order.StatusException) {
+			return
+		}
+	}
+	d.Kind = BillStatusDiffers
+	if o == nil {
+		d.Outcome, d.Note = OutcomeReported, "the ledger row's order is missing here"
+	}
+	c.add(d)
+}
+
+// billRefundFinal maps a bill's refund status to the outcome it decides
+// ("" while it is still open).
+func billRefundFinal(s string) order.RefundStatus {
+	switch s {
+	case RefundStateSuccess:
+		return order.RefundSucceeded
+	case "REFUNDCLOSE", RefundStateClosed:
+		return order.RefundFailed
+	}
+	return "" // PROCESSING, CHANGE (abnormal): a snapshot of a refund still open
+}
+
+func (a *App) compareRefundRow(c *billComparison, row BillRow, r order.Refund, here bool) {
+	d := BillDifference{OutTradeNo: row.OutTradeNo, TransactionID: row.TransactionID, OutRefundNo: row.OutRefundNo,
+		BillFen: row.RefundAskFen, BillStatus: row.RefundStatus}
+	if !here {
+		d.Kind, d.Outcome = BillRefundMissingHere, OutcomeReported
+		d.Note = "a refund payfn did not make (made in the merchant portal?): record it with the merchant's books"
+		c.add(d)
+		return
+	}
+	d.HereFen, d.HereStatus, d.ref = r.AmountFen, string(r.Status), &r
+	if r.AmountFen != row.RefundAskFen || r.OrderID != row.OutTradeNo {
+		d.Kind, d.Outcome = BillRefundAmountDiffers, OutcomeReported
+		d.Note = "the refund here and the bill disagree on the amount or the order: check it in the merchant portal"
+		c.add(d)
+		return
+	}
+	final := billRefundFinal(row.RefundStatus)
+	switch {
+	case final == "", r.Status == final:
+		return
+	case r.Status == order.RefundPending:
+		d.Kind = BillRefundStatusDiffers // decided at WeChat Pay, not here yet: ask and decide
+	default:
+		d.Kind, d.Outcome = BillRefundStatusDiffers, OutcomeReported
+		d.Note = "decided otherwise here and at WeChat Pay: check the refund in the merchant portal"
+	}
+	c.add(d)
+}
+
+// missingThere finds the day's ledger rows and refunds that no bill row
+// matched.
+func (a *App) missingThere(ctx context.Context, c *billComparison, from, to time.Time, matchedPay, matchedRefund idSet) error {
+	n, err := a.store.CountBillPayments(ctx, from, to)
+	if err != nil {
+		return storeError("count the day's ledger rows", err)
+	}
+	c.herePayments = n
+	if n > len(matchedPay) {
+		found := 0
+		var at time.Time
+		var after string
+		for {
+			ps, err := a.store.BillPaymentsAfter(ctx, from, to, at, after, billBatch)
+			if err != nil {
+				return storeError("list the day's ledger rows", err)
+			}
+			for _, p := range ps {
+				if matchedPay.has(p.TransactionID) {
+					continue
+				}
+				found++
+				c.add(BillDifference{Kind: BillMissingThere, OutTradeNo: p.OutTradeNo, TransactionID: p.TransactionID, HereFen: p.TotalFen,
+					HereStatus: string(p.Disposition), Outcome: OutcomeReported,
+					Note: "in payfn's ledger (a verified WeChat Pay notification or query) but not in the bill: check the transaction in the merchant portal"})
+			}
+			if len(ps) < billBatch {
+				break
+			}
+			at, after = ps[len(ps)-1].SuccessTime, ps[len(ps)-1].TransactionID
+		}
+		if found != n-len(matchedPay) {
+			c.unlisted += n - len(matchedPay) - found // hash collisions: counted, never hidden
+		}
+	}
+	n, err = a.store.CountBillRefunds(ctx, from, to)
+	if err != nil {
+		return storeError("count the day's refunds", err)
+	}
+	c.hereRefunds = n
+	if n > len(matchedRefund) {
+		found := 0
+		var at time.Time
+		var after string
+		for {
+			rs, err := a.store.BillRefundsAfter(ctx, from, to, at, after, billBatch)
+			if err != nil {
+				return storeError("list the day's refunds", err)
+			}
+			for _, r := range rs {
+				if matchedRefund.has(r.ID) {
+					continue
+				}
+				found++
+				d := BillDifference{Kind: BillRefundMissingThere, OutTradeNo: r.OrderID, OutRefundNo: r.ID, HereFen: r.AmountFen,
+					HereStatus: string(r.Status), Outcome: OutcomeReported,
+					Note: "refunded here but not in the bill: check the refund in the merchant portal (one made in the day's last minutes may be in the next day's bill)"}
+				if r.Status == order.RefundPending {
+					rr := r
+					d.ref, d.Outcome, d.Note = &rr, "", ""
+				}
+				c.add(d)
+			}
+			if len(rs) < billBatch {
+				break
+			}
+			at, after = rs[len(rs)-1].CreatedAt, rs[len(rs)-1].ID
+		}
+		if found != n-len(matchedRefund) {
+			c.unlisted += n - len(matchedRefund) - found
+		}
+	}
+	return nil
+}
+
+// repairBill repairs what payfn can, by the same paths as reconcile: a
+// payment missing here or not applied to its order is settled from WeChat
+// Pay's query (claims make a repeat harmless), a refund still REFUNDING
+// here is decided from its query (or sent, if WeChat Pay never got it).
+// Differences left without an outcome when the time is up are pending.
+func (a *App) repairBill(ctx context.Context, diffs []BillDifference, stopAt time.Time) []Fix {
+	var fixes []Fix
+	work := ctx
+	if !stopAt.IsZero() {
+		var cancel context.CancelFunc
+		work, cancel = context.WithDeadlineCause(ctx, stopAt, errJobBudget)
+		defer cancel()
+	}
+	for i := range diffs {
+		d := &diffs[i]
+		if d.Outcome != "" {
+			continue
+		}
+		if work.Err() != nil {
+			d.Outcome, d.Note = OutcomePending, "not tried: the run stopped at its deadline"
+			continue
+		}
+		if fix := a.repairDifference(work, d); fix != nil {
+			fixes = append(fixes, *fix)
+		}
+	}
+	return fixes
+}
+
+func (a *App) repairDifference(ctx context.Context, d *BillDifference) *Fix {
+	failed := func(err error) *Fix {
+		d.Outcome, d.Note = OutcomeRepairFailed, "repair failed; the next run tries again: "+err.Error()
+		a.log.WarnContext(ctx, "bill difference repair failed", "kind", d.Kind, "out_trade_no", d.OutTradeNo, "transaction_id", d.TransactionID, "out_refund_no", d.OutRefundNo, "err", err)
+		return nil
+	}
+	switch {
+	case d.ref != nil: // refund_status_differs, refund_missing_there: still REFUNDING here
+		before := d.ref.Status
+		after, abnormal, err := a.reconcileRefund(ctx, *d.ref)
+		if err != nil {
+			return failed(err)
+		}
+		d.After = string(after.Status)
+		switch {
+		case after.Status != before:
+			d.Outcome, d.Note = OutcomeRepaired, "decided from WeChat Pay's query"
+		case abnormal:
+			d.Outcome, d.Note = OutcomeReported, "WeChat Pay reports the refund ABNORMAL: resolve it in the merchant portal"
+		case d.Kind == BillRefundMissingThere:
+			d.Outcome, d.Note = OutcomeReported, "still REFUNDING at WeChat Pay (or sent to it now): it shows in a later bill"
+		default:
+			d.Outcome, d.Note = OutcomeReported, "WeChat Pay's query does not decide it yet"
+		}
+		if d.Outcome == OutcomeRepaired {
+			a.log.WarnContext(ctx, "bill reconciliation decided a refund", "out_refund_no", d.OutRefundNo, "from", before, "to", after.Status)
+			return &Fix{OrderID: after.OrderID, RefundNo: after.ID, From: string(before), To: string(after.Status)}
+		}
+		return nil
+	case d.Kind == BillMissingHere && d.ord != nil, d.Kind == BillStatusDiffers && d.pay != nil:
+		var before, after order.Order
+		var err error
+		if d.pay != nil {
+			before, after, err = a.redecidePayment(ctx, *d.pay)
+		} else {
+			before = *d.ord
+			after, err = a.reconcile(ctx, before)
+		}
+		if err != nil {
+			return failed(err)
+		}
+		d.After = string(after.Status)
+		if after.TransactionID == d.TransactionID && (after.Status == order.StatusPaid || after.Status == order.StatusException) {
+			d.Outcome, d.Note = OutcomeRepaired, "settled from WeChat Pay's query"
+			if after.Status == order.StatusException {
+				d.Note = "settled from WeChat Pay's query: the amount differs from the order, so it is EXCEPTION"
+			}
+			if before.Status != after.Status {
+				a.log.WarnContext(ctx, "bill reconciliation settled an order", "order_id", after.ID, "transaction_id", d.TransactionID, "from", before.Status, "to", after.Status)
+				return &Fix{OrderID: after.ID, From: string(before.Status), To: string(after.Status)}
+			}
+			return nil
+		}
+		d.Outcome, d.Note = OutcomeReported, "WeChat Pay's query did not settle the order with this transaction (paid by another, or not confirmed): check it in the merchant portal"
+		return nil
+	}
+	d.Outcome = OutcomeReported
+	return nil
+}
