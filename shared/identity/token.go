@@ -1,6 +1,8 @@
 // Package identity knows who the caller is: it issues and checks the signed,
-// short-lived session tokens payfn hands out at login, and exchanges a
-// wx.login code for the user's openid through WeChat's jscode2session.
+// short-lived session tokens payfn hands out at login, exchanges a wx.login
+// code for the user's openid through WeChat's jscode2session, and, in
+// platform mode, accepts the caller a mini-program platform names
+// (platform.go).
 //
 // It implements app.Sessions and app.CodeExchanger and imports only
 // shared/app; no database driver, WeChat Pay SDK or cloud runtime.
