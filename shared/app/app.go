@@ -73,6 +73,7 @@ type Config struct {
 	Now        func() time.Time // default time.Now
 	NewOrderID func() string    // default NewOrderID
 	Logger     *slog.Logger     // default discards
+	Metrics    Metrics          // default counts nothing
 }
 
 // App runs payfn's use cases.
@@ -95,6 +96,7 @@ type App struct {
 	now      func() time.Time
 	newID    func() string
 	log      *slog.Logger
+	metrics  Metrics
 }
 
 // New returns an App. It does no I/O.
@@ -127,6 +129,9 @@ func New(cfg Config) *App {
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.metrics = cfg.Metrics; a.metrics == nil {
+		a.metrics = noMetrics{}
 	}
 	a.hooks = cfg.Webhooks
 	a.bound = cfg.BoundAppIDs
@@ -291,6 +296,7 @@ func (a *App) createOrder(ctx context.Context, who newOrder, in CreateOrderInput
 		return order.Order{}, false, storeError("insert order", err)
 	}
 	a.log.InfoContext(ctx, "order created", "order_id", o.ID, "app_id", o.AppID, "product_id", o.ProductID, "quantity", o.Quantity, "total_fen", o.TotalFen)
+	a.count(ctx, o.AppID, MetricOrdersCreated, 1)
 	ev, err := a.ensureCreated(ctx, o)
 	if err != nil {
 		// The order stands; the dispatcher's sweep records its event.

@@ -404,6 +404,7 @@ func (a *App) record(ctx context.Context, x *order.App, d *order.Delivery, res w
 	case d.Attempts >= MaxAttempts:
 		d.Status = order.DeliveryFailed
 		level = slog.LevelError
+		a.count(ctx, d.AppID, MetricWebhooksAbandoned, 1)
 	default:
 		level = slog.LevelWarn
 		d.Status = order.DeliveryPending
@@ -413,6 +414,7 @@ func (a *App) record(ctx context.Context, x *order.App, d *order.Delivery, res w
 		}
 		d.NextAt = now.Add(next)
 	}
+	a.countAttempt(ctx, d.AppID, res)
 	a.log.LogAttrs(ctx, level, "webhook attempt",
 		slog.String("event_id", d.EventID), slog.String("type", d.Type), slog.String("app_id", d.AppID),
 		slog.String("endpoint_id", d.EndpointID), slog.Int("attempt", d.Attempts), slog.Int("status", res.Status),

@@ -84,6 +84,7 @@ func (a *App) refund(ctx context.Context, in RefundInput, appID, requestID strin
 		return r, false, err
 	}
 	a.log.InfoContext(ctx, "refund admitted", "order_id", o.ID, "out_refund_no", r.ID, "amount_fen", r.AmountFen)
+	a.count(ctx, o.AppID, MetricRefundsRequested, 1)
 	r, err = a.submitRefund(ctx, r, paid)
 	return r, true, err
 }
@@ -218,6 +219,7 @@ func (a *App) decideRefund(ctx context.Context, r order.Refund, res RefundResult
 		status = order.RefundFailed
 	case RefundStateAbnormal:
 		a.log.ErrorContext(ctx, "WeChat Pay reports the refund abnormal; it needs a person in the merchant portal", "order_id", r.OrderID, "out_refund_no", r.ID)
+		a.count(ctx, r.AppID, MetricRefundsAbnormal, 1)
 		return r, nil
 	default:
 		return r, nil // still processing
@@ -254,6 +256,7 @@ func (a *App) decideRefund(ctx context.Context, r order.Refund, res RefundResult
 	}
 	if won {
 		a.log.InfoContext(ctx, "refund decided", "order_id", r.OrderID, "out_refund_no", r.ID, "status", d.Status, "amount_fen", r.AmountFen)
+		a.countRefund(ctx, r.AppID, d.Status, r.AmountFen)
 	}
 	return r, nil
 }
@@ -284,6 +287,7 @@ func (a *App) VerifyRefund(ctx context.Context, header http.Header, body []byte)
 	n, err := a.channel.ParseRefundNotification(ctx, header, body)
 	switch {
 	case errors.Is(err, ErrBadNotification):
+		a.countRejected(ctx, header)
 		return &Error{Kind: KindUnauthenticated, Code: CodeInvalidNotification, Message: "the notification failed verification", Err: err}
 	case errors.Is(err, ErrChannelUnavailable):
 		return channelError("verify refund notification", err)
@@ -294,6 +298,7 @@ func (a *App) VerifyRefund(ctx context.Context, header http.Header, body []byte)
 	log := a.log.With("notification_id", n.ID, "out_refund_no", res.OutRefundNo, "order_id", res.OutTradeNo)
 	if res.MchID != a.channel.MchID() {
 		log.ErrorContext(ctx, "verified refund notification for another merchant; rejected", "mchid", res.MchID)
+		a.count(ctx, "", MetricVerificationFailures, 1)
 		return Errorf(KindInvalid, CodeNotificationMismatch, "the notification's mchid does not match this merchant")
 	}
 	if !refundNoPattern.MatchString(res.OutRefundNo) {

@@ -40,6 +40,7 @@ func (a *App) VerifyPayment(ctx context.Context, header http.Header, body []byte
 	n, err := a.channel.ParseNotification(ctx, header, body)
 	switch {
 	case errors.Is(err, ErrBadNotification):
+		a.countRejected(ctx, header)
 		return &Error{Kind: KindUnauthenticated, Code: CodeInvalidNotification, Message: "the notification failed verification", Err: err}
 	case errors.Is(err, ErrChannelUnavailable):
 		return channelError("verify notification", err)
@@ -58,6 +59,7 @@ func (a *App) VerifyPayment(ctx context.Context, header http.Header, body []byte
 	}
 	if !contains(a.channel.AppIDs(), tx.AppID) || tx.MchID != a.channel.MchID() || tx.Currency != order.Currency || tx.TransactionID == "" {
 		log().ErrorContext(ctx, "verified notification does not belong to this merchant; rejected", "appid", tx.AppID, "mchid", tx.MchID, "currency", tx.Currency)
+		a.count(ctx, "", MetricVerificationFailures, 1)
 		return Errorf(KindInvalid, CodeNotificationMismatch, "the notification's appid, mchid, currency or transaction id does not match this merchant")
 	}
 	if !orderIDPattern.MatchString(tx.OutTradeNo) {
@@ -73,6 +75,7 @@ func (a *App) VerifyPayment(ctx context.Context, header http.Header, body []byte
 	}
 	if tx.AppID != a.orderAppID(o) {
 		log().ErrorContext(ctx, "verified notification names another appid than its order was paid under; rejected", "appid", tx.AppID)
+		a.count(ctx, "", MetricVerificationFailures, 1)
 		return Errorf(KindInvalid, CodeNotificationMismatch, "the notification's appid does not match the order's")
 	}
 	_, err = a.settlePaid(ctx, o, tx, "notification", n.ID)
@@ -138,12 +141,15 @@ func (a *App) settlePaid(ctx context.Context, o order.Order, tx Transaction, sou
 		a.log.LogAttrs(ctx, slog.LevelInfo, "order paid",
 			slog.String("order_id", o.ID), slog.String("transaction_id", tx.TransactionID),
 			slog.String("source", source), slog.Int64("total_fen", tx.TotalFen))
+		a.countSettled(ctx, o.AppID, c.Status, tx.TotalFen)
 	case won:
 		log().ErrorContext(ctx, "paid amount does not match the order; order moved to EXCEPTION", "paid_fen", tx.TotalFen, "currency", currency, "order_total_fen", o.TotalFen)
+		a.countSettled(ctx, o.AppID, c.Status, tx.TotalFen)
 	case c.TransactionID != tx.TransactionID:
 		// The order was already decided otherwise (closed, or paid by another
 		// transaction). The payment is in the ledger; a person must look.
 		log().ErrorContext(ctx, "payment arrived for an order already settled; recorded in the ledger", "settled_status", c.Status, "settled_transaction_id", c.TransactionID)
+		a.count(ctx, o.AppID, MetricExtraPayments, 1)
 	}
 	after, err := a.apply(ctx, o, c)
 	if err != nil {
@@ -190,6 +196,7 @@ func (a *App) latePayment(ctx context.Context, o order.Order, tx Transaction, de
 			// Counted on the ledger row (unconfirmed_deliveries) by dispose.
 			log.WarnContext(ctx, "payment notification for a closed order that WeChat Pay does not confirm yet; not acknowledged so it comes again",
 				"wechat_trade_state", state, "metric", "late_payment_unconfirmed")
+			a.count(ctx, o.AppID, MetricLatePaymentsUnconfirmed, 1)
 			if derr := a.dispose(ctx, tx.TransactionID, order.DispositionUnconfirmed, true); derr != nil {
 				return order.Order{}, derr
 			}
@@ -204,6 +211,8 @@ func (a *App) latePayment(ctx context.Context, o order.Order, tx Transaction, de
 	}
 	if won {
 		log.ErrorContext(ctx, "payment arrived for an order closed here; WeChat Pay confirms it, so the order is reopened", "status", c.Status, "total_fen", tx.TotalFen)
+		a.count(ctx, o.AppID, MetricLatePayments, 1)
+		a.countSettled(ctx, o.AppID, c.Status, tx.TotalFen)
 	}
 	after, err := a.apply(ctx, o, c)
 	if err != nil {

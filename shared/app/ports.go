@@ -163,6 +163,17 @@ type ServiceStore interface {
 	OnceExpiry(ctx context.Context, key string) (time.Time, error)
 }
 
+// Metrics receives what the use cases decide, counted for the operator's
+// dashboards and alarms (metrics.go names them); shared/metrics writes them
+// as CloudWatch EMF lines. app is the client app in service mode, "" for
+// none. It must be cheap and never fail; the default does nothing.
+type Metrics interface {
+	// Count adds n to the named counter.
+	Count(ctx context.Context, app, name string, n int64)
+	// Observe records one value, a latency in milliseconds say.
+	Observe(ctx context.Context, app, name string, v float64)
+}
+
 // WebhookSender posts one signed webhook; shared/webhook implements it.
 // It never returns an error: the outcome of the attempt is the result.
 type WebhookSender interface {
