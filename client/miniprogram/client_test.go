@@ -4,10 +4,11 @@
 //
 //   - wx.request: the local stack of `go run ./scripts/dev` (token mode:
 //     wx.login, POST /login, the session token);
-//   - wx.cloud.callContainer: the same store and simulator served in
-//     platform identity mode (PAYFN_IDENTITY=platform) through the
-//     httpserver adapter a Cloud Hosting container runs, the stand-in wx
-//     playing the platform's gateway by setting the X-WX-* headers;
+//   - wx.cloud.callContainer and wx.cloud.callHTTPFunction: the same store
+//     and simulator served in platform identity mode (PAYFN_IDENTITY=platform)
+//     through the httpserver adapter a Cloud Hosting container and a
+//     CloudBase HTTP function run, the stand-in wx playing the platform's
+//     gateway by setting the X-WX-* headers;
 //   - wx.cloud.callFunction: that platform-mode stack behind the real
 //     CloudBase event adapter (tencentscf.NewEventHandler): an HTTP endpoint
 //     per function turns a call into one invocation, with the data as the

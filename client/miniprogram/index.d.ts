@@ -114,6 +114,13 @@ export type Options =
       pathPrefix?: string
     })
   | (Common & Cloud & {
+      transport: 'callHTTPFunction'
+      /** The HTTP functions' names; default createOrder, pay, queryOrder. */
+      functions?: { createOrder?: string; pay?: string; queryOrder?: string }
+      /** Prefix of every route, when the functions serve payfn under a path. */
+      pathPrefix?: string
+    })
+  | (Common & Cloud & {
       transport: 'callFunction'
       /** The event functions' names; default createOrder, pay, queryOrder. */
       functions?: { createOrder?: string; pay?: string; queryOrder?: string }

@@ -1,6 +1,10 @@
 /**
  * payfn's mini-program client: createOrder, pay and queryOrder over the
  * transport a deployment uses, with payfn's error codes as typed errors.
+ * The transports (docs/platform.md): wx.request with payfn's login (token
+ * mode), and in platform mode wx.cloud.callFunction (CloudBase event
+ * functions), wx.cloud.callHTTPFunction (CloudBase HTTP functions) and
+ * wx.cloud.callContainer (WeChat Cloud Hosting).
  *
  * Plain ES module, no dependencies. `pay` runs the whole payment: payfn's
  * pay, then wx.requestPayment, then queryOrder until the order is settled,
@@ -143,25 +147,30 @@ function requestTransport(wx, o) {
   }
 }
 
+/** The event or HTTP functions' names: o.functions over payfn's own. */
+const functionNames = (o) => Object.assign({ createOrder: 'createOrder', pay: 'pay', queryOrder: 'queryOrder' }, o.functions)
+
 /**
+ * HTTP through the platform, which adds the caller's X-WX-* headers:
  * wx.cloud.callContainer to one WeChat Cloud Hosting service serving every
- * route; the platform adds the caller's X-WX-* headers.
+ * route, or wx.cloud.callHTTPFunction to the CloudBase HTTP function of
+ * each operation.
  */
-function containerTransport(cloud, o) {
-  if (!o.service) throw new TypeError('payfn: transport "callContainer" needs service (its X-WX-SERVICE)')
+function platformHTTPTransport(cloud, api, o) {
+  if (api === 'callContainer' && !o.service) throw new TypeError('payfn: transport "callContainer" needs service (its X-WX-SERVICE)')
   const prefix = (o.pathPrefix || '').replace(/\/+$/, '')
+  const names = functionNames(o)
   return async (op, body) => {
-    const options = {
-      path: prefix + '/' + op, method: 'POST', data: body,
-      header: { 'X-WX-SERVICE': o.service, 'content-type': 'application/json' },
-    }
+    const options = { path: prefix + '/' + op, method: 'POST', data: body, header: { 'content-type': 'application/json' } }
+    if (api === 'callContainer') options.header['X-WX-SERVICE'] = o.service
+    else options.name = names[op]
     if (o.env) options.config = { env: o.env }
     let res
     try {
-      res = await invoke(cloud, 'callContainer', options)
+      res = await invoke(cloud, api, options)
     } catch (err) {
       // Some base libraries fail non-2xx answers; they still carry them.
-      if (!err || typeof err.statusCode !== 'number') throw transportError('wx.cloud.callContainer /' + op, err)
+      if (!err || typeof err.statusCode !== 'number') throw transportError('wx.cloud.' + api + ' /' + op, err)
       res = err
     }
     return settle('/' + op, res.statusCode, res.data, header(res.header, 'X-Request-Id'))
@@ -173,7 +182,7 @@ function containerTransport(cloud, o) {
  * request body, the result is {status, request_id, body}.
  */
 function functionTransport(cloud, o) {
-  const names = Object.assign({ createOrder: 'createOrder', pay: 'pay', queryOrder: 'queryOrder' }, o.functions)
+  const names = functionNames(o)
   return async (op, body) => {
     const options = { name: names[op], data: body }
     if (o.env) options.config = { env: o.env }
@@ -209,17 +218,18 @@ const transient = (err) => err instanceof PayfnError && (err.code === ClientCode
  * Creates a payfn client.
  *
  * @param {object} options
- * @param {'request'|'callContainer'|'callFunction'|Function} options.transport
+ * @param {'request'|'callContainer'|'callHTTPFunction'|'callFunction'|Function} options.transport
  *   how calls reach payfn; a function (operation, body) => Promise of the
  *   answer's body makes a transport of your own
  * @param {string} [options.baseURL] request: payfn's HTTP base URL
  * @param {{get(): ?{token: string, expires_at: string}, set(s: {token: string, expires_at: string}): void}} [options.session]
  *   request: where the session token is kept (default: memory)
  * @param {string} [options.service] callContainer: the Cloud Hosting service name
- * @param {string} [options.pathPrefix] callContainer: prefix of every route
- * @param {{createOrder?: string, pay?: string, queryOrder?: string}} [options.functions] callFunction: function names
- * @param {string} [options.env] callContainer, callFunction: the CloudBase environment id
- * @param {object} [options.cloud] callContainer, callFunction: a wx.cloud.Cloud instance (default wx.cloud)
+ * @param {string} [options.pathPrefix] callContainer, callHTTPFunction: prefix of every route
+ * @param {{createOrder?: string, pay?: string, queryOrder?: string}} [options.functions]
+ *   callFunction, callHTTPFunction: the functions' names (default payfn's)
+ * @param {string} [options.env] wx.cloud transports: the CloudBase environment id
+ * @param {object} [options.cloud] wx.cloud transports: a wx.cloud.Cloud instance (default wx.cloud)
  * @param {{interval?: number, maxInterval?: number, timeout?: number}} [options.poll]
  *   pay's polling in ms: first wait, longest wait, overall (default 500, 4000, 30000)
  * @param {object} [options.wx] the wx object (default the global one)
@@ -229,15 +239,15 @@ export function createPayfn(options) {
   const wx = o.wx || globalWx()
   const cloud = o.cloud || (wx && wx.cloud)
   const poll = Object.assign({ interval: 500, maxInterval: 4000, timeout: 30000 }, o.poll)
-  if (o.transport === 'request' ? !wx : (o.transport === 'callContainer' || o.transport === 'callFunction') && !cloud) {
+  if (o.transport === 'request' ? !wx : typeof o.transport === 'string' && !cloud) {
     throw new TypeError('payfn: no ' + (o.transport === 'request' ? 'wx' : 'wx.cloud') + ' object to call ' + o.transport + ' on')
   }
   let send
   if (typeof o.transport === 'function') send = o.transport
   else if (o.transport === 'request') send = requestTransport(wx, o)
-  else if (o.transport === 'callContainer') send = containerTransport(cloud, o)
+  else if (o.transport === 'callContainer' || o.transport === 'callHTTPFunction') send = platformHTTPTransport(cloud, o.transport, o)
   else if (o.transport === 'callFunction') send = functionTransport(cloud, o)
-  else throw new TypeError('payfn: transport must be "request", "callContainer", "callFunction" or a function')
+  else throw new TypeError('payfn: transport must be "request", "callContainer", "callHTTPFunction", "callFunction" or a function')
 
   /** The PAID order, or a PayfnError naming the status it ended in. */
   function outcome(order) {

@@ -11,6 +11,7 @@ import { fakeWx, stack, noStack, service, deliveries, acknowledged, newOpenID } 
 const transports = {
   request: (wx, extra) => createPayfn(Object.assign({ transport: 'request', baseURL: stack.httpURL, wx }, extra)),
   callContainer: (wx, extra) => createPayfn(Object.assign({ transport: 'callContainer', service, env: stack.cloudEnv, wx }, extra)),
+  callHTTPFunction: (wx, extra) => createPayfn(Object.assign({ transport: 'callHTTPFunction', env: stack.cloudEnv, wx }, extra)),
   callFunction: (wx, extra) => createPayfn(Object.assign({ transport: 'callFunction', env: stack.cloudEnv, wx }, extra)),
 }
 
@@ -133,7 +134,7 @@ describe('wx.request: login', { skip: noStack }, () => {
 })
 
 describe('platform identity', { skip: noStack }, () => {
-  for (const name of ['callContainer', 'callFunction']) {
+  for (const name of ['callContainer', 'callHTTPFunction', 'callFunction']) {
     test(name + ': no signed-in user is UNAUTHENTICATED', async () => {
       await assert.rejects(transports[name](fakeWx({ openid: '' })).createOrder({ product_id: 'article-42' }),
         payfnError({ code: 'UNAUTHENTICATED', status: 401 }))
@@ -145,12 +146,11 @@ describe('platform identity', { skip: noStack }, () => {
     })
   }
 
-  test('the two platform transports serve one buyer the same orders', async () => {
-    const openid = newOpenID('both')
-    const viaContainer = transports.callContainer(fakeWx({ openid }))
-    const viaFunction = transports.callFunction(fakeWx({ openid }))
-    const order = await viaContainer.createOrder({ product_id: 'article-42' })
-    assert.equal((await viaFunction.queryOrder(order.order_id)).order_id, order.order_id)
+  test('the platform transports serve one buyer the same orders', async () => {
+    const openid = newOpenID('all')
+    const order = await transports.callContainer(fakeWx({ openid })).createOrder({ product_id: 'article-42' })
+    assert.equal((await transports.callHTTPFunction(fakeWx({ openid })).queryOrder(order.order_id)).order_id, order.order_id)
+    assert.equal((await transports.callFunction(fakeWx({ openid })).queryOrder(order.order_id)).order_id, order.order_id)
   })
 
   test('callFunction: a function the platform cannot find is TRANSPORT_ERROR', async () => {

@@ -4,9 +4,10 @@
 //
 //   wx.login                 a code from the WeChat Pay simulator's control API
 //   wx.request               an HTTP request (Node's fetch)
-//   wx.cloud.callContainer   an HTTP request to the platform-mode container,
-//                            the X-WX-* headers set as the gateway sets them
-//                            (a client's own are dropped)
+//   wx.cloud.callContainer   an HTTP request to the platform-mode stack
+//   wx.cloud.callHTTPFunction  served by the httpserver adapter, the X-WX-*
+//                            headers set as the gateway sets them (a
+//                            client's own are dropped)
 //   wx.cloud.callFunction    one invocation of the event function through the
 //                            real CloudBase event adapter (client_test.go)
 //   wx.requestPayment        the buyer pays the prepay at the simulator (with
@@ -75,6 +76,17 @@ export function fakeWx(o) {
       (err) => opts.fail && opts.fail({ errMsg: api + ':fail ' + err.message }),
     )
   }
+  // The platform's gateway: the caller's X-WX-* headers replace any the
+  // client set.
+  const platformHTTP = async (api, opts) => {
+    if (opts.config && opts.config.env !== stack.cloudEnv) return { errMsg: api + ':fail env not found' }
+    const h = {}
+    for (const k in opts.header || {}) if (!/^x-wx-/i.test(k)) h[k] = opts.header[k]
+    if (openid) Object.assign(h, { 'X-WX-OPENID': openid, 'X-WX-APPID': stack.appid, 'X-WX-SOURCE': o.source || 'wx_client' })
+    h['X-WX-ENV'] = stack.cloudEnv
+    const r = await post(stack.containerURL + opts.path, opts.data, h)
+    return { statusCode: r.status, data: json(r.text), header: r.header, errMsg: api + ':ok' }
+  }
   const wx = {
     calls,
     openid,
@@ -109,17 +121,19 @@ export function fakeWx(o) {
     cloud: {
       callContainer(opts) {
         answer(opts, 'cloud.callContainer', async () => {
-          const h = {}
-          for (const k in opts.header || {}) if (!/^x-wx-/i.test(k)) h[k] = opts.header[k]
           const name = Object.keys(opts.header || {}).find((k) => k.toLowerCase() === 'x-wx-service')
           if (!name || opts.header[name] !== service) return { errMsg: 'cloud.callContainer:fail service not found' }
-          if (opts.config && opts.config.env !== stack.cloudEnv) return { errMsg: 'cloud.callContainer:fail env not found' }
-          if (openid) {
-            Object.assign(h, { 'X-WX-OPENID': openid, 'X-WX-APPID': stack.appid, 'X-WX-SOURCE': o.source || 'wx_client' })
-          }
-          h['X-WX-ENV'] = stack.cloudEnv
-          const r = await post(stack.containerURL + opts.path, opts.data, h)
-          return { statusCode: r.status, data: json(r.text), header: r.header, errMsg: 'cloud.callContainer:ok' }
+          return platformHTTP('cloud.callContainer', opts)
+        })
+      },
+
+      // An HTTP function per client function, each serving its own route
+      // (played by the container's server, which serves them all).
+      callHTTPFunction(opts) {
+        answer(opts, 'cloud.callHTTPFunction', async () => {
+          if (!/^(createOrder|pay|queryOrder)$/.test(opts.name)) return { errMsg: 'cloud.callHTTPFunction:fail function not found' }
+          if (opts.path !== '/' + opts.name) return { statusCode: 404, data: { code: 'NOT_FOUND' }, header: {}, errMsg: 'cloud.callHTTPFunction:ok' }
+          return platformHTTP('cloud.callHTTPFunction', opts)
         })
       },
 
