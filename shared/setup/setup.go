@@ -42,6 +42,7 @@ const (
 	VerifyRefund  Function = "verifyRefund"
 	CloseExpired  Function = "closeExpired"
 	Reconcile     Function = "reconcile"
+	ReconcileBill Function = "reconcileBill"
 	// Service mode.
 	ServerAPI        Function = "serverApi"
 	AdminApps        Function = "adminApps"
@@ -66,6 +67,7 @@ var Functions = []struct {
 	{Name: AdminApps, Path: httpapi.PathAdminApps},
 	{Name: CloseExpired, Schedule: "5m"},
 	{Name: Reconcile, Schedule: "1h"},
+	{Name: ReconcileBill, Schedule: "12h"},
 	{Name: DispatchWebhooks, Schedule: "1m"},
 }
 
@@ -82,6 +84,7 @@ var needs = map[Function][]config.Part{
 	VerifyRefund:  {config.PartStore, config.PartPay},
 	CloseExpired:  {config.PartStore, config.PartPay},
 	Reconcile:     {config.PartStore, config.PartPay},
+	ReconcileBill: {config.PartStore, config.PartPay},
 	// Service mode needs PAYFN_SERVICE_KEY in these three. In a service
 	// deployment every function that decides (the ones above) must hold it
 	// too: with it, a decision records its event and makes the first
@@ -126,13 +129,17 @@ func Handler(fn Function, getenv func(string) string, logger *slog.Logger) (http
 		if _, err := route(nil, fn); err != nil {
 			return nil, err
 		}
-		return r, nil
+		return withMetrics(fn, getenv, r), nil
 	}
 	api, _, err := fromEnv(fn, getenv, logger)
 	if err != nil {
 		return nil, err
 	}
-	return route(api, fn)
+	h, err := route(api, fn)
+	if err != nil {
+		return nil, err
+	}
+	return withMetrics(fn, getenv, h), nil
 }
 
 // route picks fn's handler from api (nil api: only whether fn is an HTTP
@@ -158,7 +165,7 @@ func route(api *httpapi.API, fn Function) (http.Handler, error) {
 	case VerifyPayment:
 		return api.VerifyPayment(), nil
 	case Refund:
-		return api.Refund(), nil
+		return api.RefundAndBills(), nil // and GET /admin/bills/{date}
 	case VerifyRefund:
 		return api.VerifyRefund(), nil
 	case ServerAPI:
@@ -181,13 +188,17 @@ func JobFor(fn Function, getenv func(string) string, logger *slog.Logger) (Job, 
 		if _, err := jobOf(fn, nil); err != nil {
 			return nil, err
 		}
-		return r.RunJob, nil
+		return jobWithMetrics(fn, getenv, r.RunJob), nil
 	}
 	_, st, err := fromEnv(fn, getenv, logger)
 	if err != nil {
 		return nil, err
 	}
-	return jobOf(fn, st.App)
+	job, err := jobOf(fn, st.App)
+	if err != nil {
+		return nil, err
+	}
+	return jobWithMetrics(fn, getenv, job), nil
 }
 
 // jobOf is the scheduled function fn's work on a (nil a: only whether fn is
@@ -198,6 +209,8 @@ func jobOf(fn Function, a *app.App) (Job, error) {
 		return a.CloseExpired, nil
 	case Reconcile:
 		return a.Reconcile, nil
+	case ReconcileBill:
+		return a.ReconcileBills, nil
 	case DispatchWebhooks:
 		return a.DispatchJob, nil
 	}
@@ -241,6 +254,7 @@ type Options struct {
 	Logger     *slog.Logger
 	Now        func() time.Time // default time.Now
 	HTTPClient *http.Client     // for jscode2session; default a 5 s client
+	Metrics    io.Writer        // where the stack writes its EMF lines; nil: nowhere
 }
 
 // Stack is every function on one mux, and what it holds open.
@@ -279,7 +293,7 @@ func NewStack(cfg config.Config, opts Options) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.Handler = api.Routes()
+	st.Handler = stackWithMetrics(opts.Metrics, api.Routes())
 	return st, nil
 }
 
@@ -346,6 +360,7 @@ func build(cfg config.Config, parts []config.Part, opts Options) (*httpapi.API, 
 			platform = p
 		}
 	}
+	instrument(&ac) // metrics, and the store's and channel's latency
 	st.App = app.New(ac)
 	api := httpapi.New(st.App, logger)
 	if platform != nil {
