@@ -13,9 +13,9 @@
 // context and is written as one line when the invocation ends (Handler,
 // Start and Flush): one line per invocation, however many orders a job
 // touched, so the metrics cost one log line, not one per event. A line
-// carries the dimension Function and, for a client app of service mode,
-// App as a second dimension set, so every metric can be read per function
-// and per app. A value recorded with no collector in its context is
+// publishes each metric under the dimension sets [Service] (the whole
+// deployment: what the alarms watch), [Service, Function] and, for a client
+// app of service mode, [Service, Function, App]. A value recorded with no collector in its context is
 // dropped; one recorded after its collector was flushed (a goroutine that
 // outlived its request) is written at once on a line of its own.
 //
@@ -38,6 +38,7 @@ const DefaultNamespace = "payfn"
 
 // Dimension names.
 const (
+	DimService  = "Service"
 	DimFunction = "Function"
 	DimApp      = "App"
 )
@@ -75,6 +76,9 @@ func UnitOf(name string) Unit {
 type Options struct {
 	// Namespace is the CloudWatch namespace; default DefaultNamespace.
 	Namespace string
+	// Service names the deployment (the Service dimension), so two
+	// deployments in one account keep their metrics apart; default "payfn".
+	Service string
 	// Function is the Function dimension of collectors started without a
 	// name of their own; default "payfn".
 	Function string
@@ -96,6 +100,9 @@ type Emitter struct {
 func New(w io.Writer, opts Options) *Emitter {
 	if opts.Namespace == "" {
 		opts.Namespace = DefaultNamespace
+	}
+	if opts.Service == "" {
+		opts.Service = "payfn"
 	}
 	if opts.Function == "" {
 		opts.Function = "payfn"
@@ -299,9 +306,9 @@ func (e *Emitter) appendLine(b []byte, function, requestID string, s *set) []byt
 	b = strconv.AppendInt(b, e.opts.Now().UnixMilli(), 10)
 	b = append(b, `,"CloudWatchMetrics":[{"Namespace":`...)
 	b = appendString(b, e.opts.Namespace)
-	b = append(b, `,"Dimensions":[["Function"]`...)
+	b = append(b, `,"Dimensions":[["Service"],["Service","Function"]`...)
 	if s.app != "" {
-		b = append(b, `,["Function","App"]`...)
+		b = append(b, `,["Service","Function","App"]`...)
 	}
 	b = append(b, `],"Metrics":[`...)
 	first := true
@@ -324,7 +331,9 @@ func (e *Emitter) appendLine(b []byte, function, requestID string, s *set) []byt
 			def(v.name)
 		}
 	}
-	b = append(b, `]}]},"Function":`...)
+	b = append(b, `]}]},"Service":`...)
+	b = appendString(b, e.opts.Service)
+	b = append(b, `,"Function":`...)
 	b = appendString(b, function)
 	if s.app != "" {
 		b = append(b, `,"App":`...)

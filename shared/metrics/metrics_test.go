@@ -18,6 +18,7 @@ var fixed = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 
 func newEmitter(buf *bytes.Buffer) *metrics.Emitter {
 	return metrics.New(buf, metrics.Options{
+		Service:   "shop-prod",
 		Function:  "verifyPayment",
 		Now:       func() time.Time { return fixed },
 		RequestID: func(ctx context.Context) string { id, _ := ctx.Value(reqKey{}).(string); return id },
@@ -58,9 +59,9 @@ func TestOneLinePerInvocation(t *testing.T) {
 	if n := bytes.Count(buf.Bytes(), []byte("\n")); n != 1 {
 		t.Fatalf("%d lines, want 1:\n%s", n, buf.Bytes())
 	}
-	want := `{"_aws":{"Timestamp":1796119200000,"CloudWatchMetrics":[{"Namespace":"payfn","Dimensions":[["Function"]],"Metrics":[` +
+	want := `{"_aws":{"Timestamp":1796119200000,"CloudWatchMetrics":[{"Namespace":"payfn","Dimensions":[["Service"],["Service","Function"]],"Metrics":[` +
 		`{"Name":"OrdersPaid","Unit":"Count"},{"Name":"PaidFen","Unit":"None"},{"Name":"StoreLatency","Unit":"Milliseconds"}]}]},` +
-		`"Function":"verifyPayment","request_id":"req-1","OrdersPaid":2,"PaidFen":4000,"StoreLatency":[1.5,3]}` + "\n"
+		`"Service":"shop-prod","Function":"verifyPayment","request_id":"req-1","OrdersPaid":2,"PaidFen":4000,"StoreLatency":[1.5,3]}` + "\n"
 	if buf.String() != want {
 		t.Fatalf("line\n%s\nwant\n%s", buf.String(), want)
 	}
@@ -71,8 +72,8 @@ func TestOneLinePerInvocation(t *testing.T) {
 }
 
 // TestAppsGetALineEachWithBothDimensionSets: values recorded under a
-// service app go to a line of their own that publishes under Function and
-// under Function+App.
+// service app go to a line of their own that publishes under Service,
+// Service+Function and Service+Function+App.
 func TestAppsGetALineEachWithBothDimensionSets(t *testing.T) {
 	var buf bytes.Buffer
 	e := newEmitter(&buf)
@@ -89,10 +90,10 @@ func TestAppsGetALineEachWithBothDimensionSets(t *testing.T) {
 	}
 	for _, d := range ds {
 		_, hasApp := d.Values["App"]
-		if hasApp && (len(d.Dimensions) != 2 || strings.Join(d.Dimensions[1], ",") != "Function,App") {
+		if hasApp && (len(d.Dimensions) != 3 || strings.Join(d.Dimensions[2], ",") != "Service,Function,App") {
 			t.Errorf("app line dimensions %v", d.Dimensions)
 		}
-		if !hasApp && len(d.Dimensions) != 1 {
+		if !hasApp && len(d.Dimensions) != 2 {
 			t.Errorf("line without app has dimensions %v", d.Dimensions)
 		}
 	}

@@ -18,30 +18,31 @@ import (
 // (metrics.Context is the use cases' port over it) and out as one CloudWatch
 // EMF line on stdout when the invocation ends; see docs/metrics.md.
 
-// metricsFunction is the Function dimension of fn: the deployed name on
-// Lambda (template.yaml names it <stack>-<function>, so two stacks in one
-// account never mix), payfn's name elsewhere.
-func metricsFunction(fn Function, getenv func(string) string) string {
-	if name := getenv("AWS_LAMBDA_FUNCTION_NAME"); name != "" {
-		return name
+// metricsService is the Service dimension of a deployed function: on
+// Lambda its name without the function's (template.yaml names each one
+// <stack>-<function>, so that is the stack, and two stacks in one account
+// keep their metrics apart), "payfn" elsewhere.
+func metricsService(fn Function, getenv func(string) string) string {
+	if svc, ok := strings.CutSuffix(getenv("AWS_LAMBDA_FUNCTION_NAME"), "-"+string(fn)); ok && svc != "" {
+		return svc
 	}
-	return string(fn)
+	return "payfn"
 }
 
-func newEmitter(w io.Writer, function string) *metrics.Emitter {
-	return metrics.New(w, metrics.Options{Function: function, RequestID: httpapi.RequestID})
+func newEmitter(w io.Writer, service, function string) *metrics.Emitter {
+	return metrics.New(w, metrics.Options{Service: service, Function: function, RequestID: httpapi.RequestID})
 }
 
 // withMetrics serves h with a collector per request, written to stdout.
 func withMetrics(fn Function, getenv func(string) string, h http.Handler) http.Handler {
-	return newEmitter(os.Stdout, metricsFunction(fn, getenv)).Handler(h, nil)
+	return newEmitter(os.Stdout, metricsService(fn, getenv), string(fn)).Handler(h, nil)
 }
 
 // jobWithMetrics runs job with a collector per run, written to stdout, and
 // counts what the run reported: its fixes, its failed items, and whether
 // the run itself failed (zero included, so a job's metrics show each run).
 func jobWithMetrics(fn Function, getenv func(string) string, job Job) Job {
-	e := newEmitter(os.Stdout, metricsFunction(fn, getenv))
+	e := newEmitter(os.Stdout, metricsService(fn, getenv), string(fn))
 	return func(ctx context.Context) (rep app.JobReport, err error) {
 		ctx, c := e.Start(ctx, "")
 		defer c.Flush()
@@ -71,7 +72,7 @@ func stackWithMetrics(w io.Writer, h http.Handler) http.Handler {
 	if w == nil {
 		return h
 	}
-	return newEmitter(w, "local").Handler(h, func(r *http.Request) string { return string(functionOfPath(r.URL.Path)) })
+	return newEmitter(w, "payfn", "local").Handler(h, func(r *http.Request) string { return string(functionOfPath(r.URL.Path)) })
 }
 
 // functionOfPath is the function serving path on the local mux, "" for

@@ -23,12 +23,11 @@ func TestMetricsFunctionOfEachPath(t *testing.T) {
 			t.Errorf("functionOfPath(%q) = %q, want %q", path, got, want)
 		}
 	}
-	if got := metricsFunction(Pay, func(string) string { return "" }); got != "pay" {
-		t.Errorf("off Lambda: %q, want pay", got)
-	}
-	env := map[string]string{"AWS_LAMBDA_FUNCTION_NAME": "shop-prod-pay"}
-	if got := metricsFunction(Pay, func(k string) string { return env[k] }); got != "shop-prod-pay" {
-		t.Errorf("on Lambda: %q, want the deployed name", got)
+	for name, want := range map[string]string{"": "payfn", "shop-prod-pay": "shop-prod", "pay": "payfn", "custom": "payfn"} {
+		env := map[string]string{"AWS_LAMBDA_FUNCTION_NAME": name}
+		if got := metricsService(Pay, func(k string) string { return env[k] }); got != want {
+			t.Errorf("pay deployed as %q: Service %q, want %q", name, got, want)
+		}
 	}
 }
 
