@@ -1,0 +1,21 @@
+// Command reconcilebill is payfn's daily bill reconciliation job (WeChat
+// Pay's trade bill against the ledger) for AWS Lambda (EventBridge schedule)
+// and Tencent SCF (timer trigger).
+package main
+
+import (
+	"os"
+
+	"github.com/payfn/payfn/shared/runtime"
+	"github.com/payfn/payfn/shared/setup"
+)
+
+func main() {
+	logger := setup.Logger(os.Getenv)
+	job, err := setup.JobFor(setup.ReconcileBill, os.Getenv, logger)
+	if err != nil {
+		logger.Error("cannot start", "function", setup.ReconcileBill, "err", err)
+		os.Exit(1)
+	}
+	runtime.StartJob(job, logger)
+}
