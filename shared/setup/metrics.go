@@ -95,9 +95,11 @@ func functionOfPath(path string) Function {
 	return best
 }
 
-// instrument makes the use cases count through the context's collector and
-// times their store and channel calls.
-func instrument(ac *app.Config) {
+// Instrument makes the use cases count through the context's collector and
+// times their store and channel calls. The functions and the local stack
+// are built with it; call it on an app.Config built by hand (a benchmark,
+// say) to measure what a deployed function does.
+func Instrument(ac *app.Config) {
 	ac.Metrics = metrics.Context{}
 	if ac.Store != nil {
 		ac.Store = timedStore{ac.Store}

@@ -360,7 +360,7 @@ func build(cfg config.Config, parts []config.Part, opts Options) (*httpapi.API, 
 			platform = p
 		}
 	}
-	instrument(&ac) // metrics, and the store's and channel's latency
+	Instrument(&ac) // metrics, and the store's and channel's latency
 	st.App = app.New(ac)
 	api := httpapi.New(st.App, logger)
 	if platform != nil {
