@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
 	"github.com/payfn/payfn/shared/app"
 	"github.com/payfn/payfn/shared/order"
 	"github.com/payfn/payfn/shared/paysim"
@@ -205,4 +209,82 @@ func TestBillOf100000RowsIsComparedInBoundedMemoryWithinOneRun(t *testing.T) {
 	if limit := int64(48 << 20); growth > limit {
 		t.Errorf("peak heap grew %d bytes, over %d", growth, limit)
 	}
+}
+
+// TestBillOfManyRowsAgainstTheEmbeddedStore is the scale test with the
+// ledger, orders and refunds really in the store (the embedded FerretDB),
+// so the figure includes the store's batched reads. Loading the store is
+// slow, so it runs only with PAYFN_BILL_STORE_ROWS set (e.g. 100000).
+func TestBillOfManyRowsAgainstTheEmbeddedStore(t *testing.T) {
+	rows, _ := strconv.Atoi(os.Getenv("PAYFN_BILL_STORE_ROWS"))
+	if rows <= 0 {
+		t.Skip("set PAYFN_BILL_STORE_ROWS to load the store with a synthetic day and compare its bill")
+	}
+	h := newHarness(t)
+	dayText := billDay(t)
+	day, _ := time.ParseInLocation(time.DateOnly, dayText, chinaTime)
+	h.sim.AddBillRows(dayText, rows, func(i int) paysim.BillRow { return scaleRow(day, i, rows) })
+	ctx := context.Background()
+	cl, err := mongo.Connect(options.Client().ApplyURI(h.cfg.MongoURI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Disconnect(ctx)
+	db := cl.Database(h.cfg.MongoDatabase)
+	syn := &scaleStore{day: day, rows: rows}
+	load := time.Now()
+	var pays, ords, refs []any
+	flush := func(force bool) {
+		for _, b := range []struct {
+			coll string
+			docs *[]any
+		}{{"payments", &pays}, {"orders", &ords}, {"refunds", &refs}} {
+			if len(*b.docs) == 0 || !force && len(*b.docs) < 1000 {
+				continue
+			}
+			if _, err := db.Collection(b.coll).InsertMany(ctx, *b.docs); err != nil {
+				t.Fatal(err)
+			}
+			*b.docs = (*b.docs)[:0]
+		}
+	}
+	for i := range rows {
+		if i%scaleRefundEvery == scaleRefundEvery-1 {
+			rs, _ := syn.RefundsByID(ctx, []string{scaleRefund(i)})
+			r := rs[0]
+			r.AppID, r.Slot = order.DefaultApp, 1
+			refs = append(refs, bson.M{"_id": r.ID, "app_id": r.AppID, "order_id": r.OrderID, "slot": 1, "slot_key": r.OrderID + "#1",
+				"amount_fen": r.AmountFen, "status": r.Status, "created_at": r.CreatedAt, "updated_at": r.CreatedAt})
+		} else {
+			p := syn.payment(i)
+			pays = append(pays, p)
+			os, _ := syn.OrdersByID(ctx, []string{scaleOrder(i)})
+			o := os[0]
+			ords = append(ords, bson.M{"_id": o.ID, "app_id": order.DefaultApp, "owner": "o-scale", "request_id": o.ID, "request_key": "o-scale/" + o.ID,
+				"product_id": "latte", "quantity": 1, "total_fen": o.TotalFen, "currency": "CNY", "status": o.Status, "transaction_id": o.TransactionID,
+				"created_at": p.SuccessTime, "expires_at": p.SuccessTime.Add(30 * time.Minute), "paid_at": p.SuccessTime, "updated_at": p.SuccessTime})
+		}
+		flush(false)
+	}
+	flush(true)
+	t.Logf("loaded %d rows' records into the store in %s", rows, time.Since(load).Round(time.Millisecond))
+
+	runCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	stop := peakHeap()
+	begin := time.Now()
+	rep, err := h.stack.App.ReconcileBill(runCtx, dayText)
+	took := time.Since(begin)
+	peak := stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Clean || rep.Rows != rows || rep.HerePayments != rows-rows/scaleRefundEvery || rep.HereRefunds != rows/scaleRefundEvery {
+		t.Fatalf("report: %s", mustJSON(rep))
+	}
+	t.Logf("bill of %d rows against the embedded store: %s, peak heap %.1f MiB (%.1f MiB over the %.1f MiB before)",
+		rows, took.Round(time.Millisecond), float64(peak)/(1<<20), float64(int64(peak)-int64(base.HeapAlloc))/(1<<20), float64(base.HeapAlloc)/(1<<20))
 }
