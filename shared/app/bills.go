@@ -73,6 +73,8 @@ const (
 	// maxBillDifferences bounds the differences a report lists (and a run
 	// repairs); beyond it they are counted, and the next run goes on.
 	maxBillDifferences = 2000
+	// billStopSlack: an error this close to the stop time is the stop's.
+	billStopSlack = time.Second
 )
 
 // Bill error codes.
@@ -449,7 +451,10 @@ func (a *App) compareBill(ctx context.Context, src BillSource, day string, stopA
 		work, cancel = context.WithDeadlineCause(ctx, stopAt, errJobBudget)
 		defer cancel()
 	}
-	over := func() bool { return !stopAt.IsZero() && !time.Now().Before(stopAt) }
+	// A call cut off by the stop fails a little before it (the store keeps
+	// its own margin before a deadline), so an error that close to the stop,
+	// or after the caller gave up, is the stop's.
+	over := func() bool { return ctx.Err() != nil || !stopAt.IsZero() && time.Until(stopAt) < billStopSlack }
 	bill, err := src.TradeBill(work, day)
 	if err != nil {
 		c.stopped = over()

@@ -288,3 +288,29 @@ func TestBillOfManyRowsAgainstTheEmbeddedStore(t *testing.T) {
 	t.Logf("bill of %d rows against the embedded store: %s, peak heap %.1f MiB (%.1f MiB over the %.1f MiB before)",
 		rows, took.Round(time.Millisecond), float64(peak)/(1<<20), float64(int64(peak)-int64(base.HeapAlloc))/(1<<20), float64(base.HeapAlloc)/(1<<20))
 }
+
+// A bill the run cannot finish before its deadline is reported incomplete,
+// with none of what it had compared: the next run starts again.
+func TestBillCutByTheDeadlineIsIncompleteNotHalfReported(t *testing.T) {
+	const rows = 400_000
+	h := newHarness(t)
+	dayText := billDay(t)
+	day, _ := time.ParseInLocation(time.DateOnly, dayText, chinaTime)
+	h.sim.AddBillRows(dayText, rows, func(i int) paysim.BillRow { return scaleRow(day, i, rows) })
+	// Every row differs (the store holds none of them): cut off, none is
+	// reported.
+	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond) // the job stops 2 s before
+	defer cancel()
+	begin := time.Now()
+	rep, err := h.stack.App.ReconcileBill(ctx, dayText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Status != app.BillIncomplete || rep.Clean || len(rep.Differences) != 0 || rep.Rows >= rows {
+		t.Fatalf("report: %s", mustJSON(rep))
+	}
+	if took := time.Since(begin); took > 2500*time.Millisecond {
+		t.Errorf("the run took %s, past its stop time", took)
+	}
+	t.Logf("stopped after %d of %d rows", rep.Rows, rows)
+}
