@@ -123,6 +123,9 @@ func (e *Emitter) Start(ctx context.Context, function string) (context.Context, 
 		function = e.opts.Function
 	}
 	c := &Collector{e: e, function: function}
+	c.main.counts = c.countBuf[:0]
+	c.main.values = c.seriesBuf[:0]
+	c.sets = c.setBuf[:0]
 	if e.opts.RequestID != nil {
 		c.requestID = e.opts.RequestID(ctx)
 	}
@@ -179,8 +182,17 @@ type Collector struct {
 	requestID string
 
 	mu      sync.Mutex
-	sets    []*set // one per app; usually one
+	sets    []*set // one per app that recorded something, in order
 	flushed bool
+
+	// Room for a typical invocation, so that collecting allocates nothing
+	// more than the collector: the first app's set, its counters and
+	// series, and their first values.
+	main      set
+	setBuf    [1]*set
+	countBuf  [4]counter
+	seriesBuf [2]series
+	valueBuf  [2][8]float64
 }
 
 // set is the metrics of one app ("" none) within an invocation, in the
@@ -208,6 +220,10 @@ func (c *Collector) setOf(app string) *set {
 		}
 	}
 	s := &set{app: app}
+	if len(c.sets) == 0 {
+		s = &c.main
+		s.app = app
+	}
 	c.sets = append(c.sets, s)
 	return s
 }
@@ -258,7 +274,11 @@ func (c *Collector) Observe(app, name string, v float64) {
 			return
 		}
 	}
-	s.values = append(s.values, series{name, []float64{v}})
+	vs := []float64{v}
+	if s == &c.main && len(s.values) < len(c.valueBuf) {
+		vs = append(c.valueBuf[len(s.values)][:0], v)
+	}
+	s.values = append(s.values, series{name, vs})
 }
 
 // Flush writes what was collected, a line per app, and makes any later
@@ -279,12 +299,18 @@ func (c *Collector) Flush() {
 	c.sets = nil
 }
 
+// lineBufs recycles the buffers lines are built in.
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
 // write writes s as one line; the caller holds c.mu.
 func (c *Collector) write(s *set) {
-	line := c.e.appendLine(nil, c.function, c.requestID, s)
+	bp := lineBufs.Get().(*[]byte)
+	defer lineBufs.Put(bp)
+	line := c.e.appendLine((*bp)[:0], c.function, c.requestID, s)
 	if line == nil {
 		return
 	}
+	*bp = line
 	c.e.mu.Lock()
 	defer c.e.mu.Unlock()
 	c.e.w.Write(line) // a metric that cannot be written is not the invocation's failure

@@ -115,19 +115,23 @@ func Instrument(ac *app.Config) {
 	}
 }
 
+// epoch makes time.Since(epoch) a monotonic clock reading that costs one
+// clock call, where time.Now costs two.
+var epoch = time.Now()
+
 // begin starts timing a call when ctx has a collector: with none, nothing
 // is measured and nothing is spent.
-func begin(ctx context.Context) (*metrics.Collector, time.Time) {
+func begin(ctx context.Context) (*metrics.Collector, time.Duration) {
 	c := metrics.FromContext(ctx)
 	if c == nil {
-		return nil, time.Time{}
+		return nil, 0
 	}
-	return c, time.Now()
+	return c, time.Since(epoch)
 }
 
-func end(c *metrics.Collector, name string, start time.Time) {
+func end(c *metrics.Collector, name string, start time.Duration) {
 	if c != nil {
-		c.Observe("", name, float64(time.Since(start).Microseconds())/1000)
+		c.Observe("", name, float64((time.Since(epoch)-start).Microseconds())/1000)
 	}
 }
 
