@@ -219,10 +219,12 @@ func (c *Collector) setOf(app string) *set {
 			return s
 		}
 	}
-	s := &set{app: app}
+	var s *set
 	if len(c.sets) == 0 {
 		s = &c.main
 		s.app = app
+	} else {
+		s = &set{app: app}
 	}
 	c.sets = append(c.sets, s)
 	return s
@@ -274,11 +276,11 @@ func (c *Collector) Observe(app, name string, v float64) {
 			return
 		}
 	}
-	vs := []float64{v}
+	var vs []float64
 	if s == &c.main && len(s.values) < len(c.valueBuf) {
-		vs = append(c.valueBuf[len(s.values)][:0], v)
+		vs = c.valueBuf[len(s.values)][:0]
 	}
-	s.values = append(s.values, series{name, vs})
+	s.values = append(s.values, series{name, append(vs, v)})
 }
 
 // Flush writes what was collected, a line per app, and makes any later
