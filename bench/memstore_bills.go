@@ -21,20 +21,12 @@ func (s *memStore) RefundsByID(context.Context, []string) ([]order.Refund, error
 	return nil, errNotBenchmarked
 }
 
-func (s *memStore) CountBillPayments(context.Context, time.Time, time.Time) (int, error) {
-	return 0, errNotBenchmarked
+func (s *memStore) ScanBillPayments(context.Context, time.Time, time.Time, func(order.Payment) error) error {
+	return errNotBenchmarked
 }
 
-func (s *memStore) BillPaymentsAfter(context.Context, time.Time, time.Time, time.Time, string, int) ([]order.Payment, error) {
-	return nil, errNotBenchmarked
-}
-
-func (s *memStore) CountBillRefunds(context.Context, time.Time, time.Time) (int, error) {
-	return 0, errNotBenchmarked
-}
-
-func (s *memStore) BillRefundsAfter(context.Context, time.Time, time.Time, time.Time, string, int) ([]order.Refund, error) {
-	return nil, errNotBenchmarked
+func (s *memStore) ScanBillRefunds(context.Context, time.Time, time.Time, func(order.Refund) error) error {
+	return errNotBenchmarked
 }
 
 func (s *memStore) BillReport(context.Context, string, any) error { return errNotBenchmarked }

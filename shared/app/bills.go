@@ -3,6 +3,7 @@ package app
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -306,12 +307,8 @@ func (a *App) reconcileBill(ctx context.Context, day string, stopAt time.Time) (
 	if len(fixes) > 0 {
 		// What is here now, so that a run after this one says the same.
 		from, _ := time.ParseInLocation(time.DateOnly, day, chinaTime)
-		to := from.AddDate(0, 0, 1)
-		if n, err := a.store.CountBillPayments(ctx, from, to); err == nil {
+		if n, err := a.countBillPayments(ctx, from, from.AddDate(0, 0, 1)); err == nil {
 			r.HerePayments = n
-		}
-		if n, err := a.store.CountBillRefunds(ctx, from, to); err == nil {
-			r.HereRefunds = n
 		}
 	}
 	return a.saveBill(ctx, r, old, fixes, begin, nil)
@@ -418,25 +415,74 @@ func (c *billComparison) add(d BillDifference) {
 	c.diffs = append(c.diffs, d)
 }
 
-// idSet is a set of ids held as sorted 64-bit hashes: 8 bytes an id,
-// whatever the ids' length. A hash collision can only make an id look
-// present; the job counts both sides, so a collision shows as a count
-// that does not add up, never as a silent agreement.
-type idSet []uint64
+// billIndex is the day's records here, held as 40 bytes each whatever
+// the ids' length, sorted by the hash of their id: a 128-bit FNV hash of
+// the id, the amount, and the hash of their order and their state. A bill
+// row that agrees with its entry in every one of these is clean; any other
+// row is looked up exactly by id. A hash collision could only make a
+// differing row look clean if the amount, the order's hash and the state
+// collided too.
+type billIndex []billEntry
 
-func hashID(id string) uint64 {
+type billEntry struct {
+	id      [2]uint64
+	order   uint64
+	fen     int64
+	state   uint8 // payments: 1 settled for good; refunds: order.RefundStatus as 0, 1, 2
+	matched bool
+}
+
+func hashID(id string) [2]uint64 {
+	h := fnv.New128a()
+	h.Write([]byte(id))
+	var b [16]byte
+	sum := h.Sum(b[:0])
+	return [2]uint64{binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:])}
+}
+
+func hashOrder(id string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(id))
 	return h.Sum64()
 }
 
-func (s idSet) has(id string) bool {
-	_, ok := slices.BinarySearch(s, hashID(id))
-	return ok
+func cmpHash(a, b [2]uint64) int {
+	if c := cmp.Compare(a[0], b[0]); c != 0 {
+		return c
+	}
+	return cmp.Compare(a[1], b[1])
 }
 
-// compareBill streams the bill and compares it with the store, reading
-// only. It returns with stopped set when the time ran out.
+func (x billIndex) sort() {
+	slices.SortFunc(x, func(a, b billEntry) int { return cmpHash(a.id, b.id) })
+}
+
+// find returns the entry of id, or nil.
+func (x billIndex) find(id string) *billEntry {
+	h := hashID(id)
+	i, ok := slices.BinarySearchFunc(x, h, func(e billEntry, h [2]uint64) int { return cmpHash(e.id, h) })
+	if !ok {
+		return nil
+	}
+	return &x[i]
+}
+
+var refundStates = []order.RefundStatus{order.RefundPending, order.RefundSucceeded, order.RefundFailed}
+
+func refundState(s order.RefundStatus) uint8 { return uint8(max(0, slices.Index(refundStates, s))) }
+
+// countBillPayments counts the day's ledger rows that moved money.
+func (a *App) countBillPayments(ctx context.Context, from, to time.Time) (int, error) {
+	n := 0
+	err := a.store.ScanBillPayments(ctx, from, to, func(order.Payment) error { n++; return nil })
+	return n, err
+}
+
+// compareBill compares the bill with the store, reading only: one pass
+// over the day's ledger rows and refunds into an index, then the bill
+// streamed against it, with only the rows that do not agree looked up by
+// id, then a second pass over the day's records if some were not in the
+// bill. It returns with stopped set when the time ran out.
 func (a *App) compareBill(ctx context.Context, src BillSource, day string, stopAt time.Time) (*billComparison, error) {
 	c := &billComparison{}
 	from, err := time.ParseInLocation(time.DateOnly, day, chinaTime)
@@ -455,21 +501,45 @@ func (a *App) compareBill(ctx context.Context, src BillSource, day string, stopA
 	// its own margin before a deadline), so an error that close to the stop,
 	// or after the caller gave up, is the stop's.
 	over := func() bool { return ctx.Err() != nil || !stopAt.IsZero() && time.Until(stopAt) < billStopSlack }
-	bill, err := src.TradeBill(work, day)
-	if err != nil {
+	fail := func(err error) (*billComparison, error) {
 		c.stopped = over()
 		return c, err
 	}
+	var pays, refs billIndex
+	err = a.store.ScanBillPayments(work, from, to, func(p order.Payment) error {
+		e := billEntry{id: hashID(p.TransactionID), order: hashOrder(p.OutTradeNo), fen: p.TotalFen}
+		if billSettled(p.Disposition) {
+			e.state = 1
+		}
+		pays = append(pays, e)
+		return nil
+	})
+	if err != nil {
+		return fail(storeError("read the day's ledger", err))
+	}
+	err = a.store.ScanBillRefunds(work, from, to, func(r order.Refund) error {
+		refs = append(refs, billEntry{id: hashID(r.ID), order: hashOrder(r.OrderID), fen: r.AmountFen, state: refundState(r.Status)})
+		return nil
+	})
+	if err != nil {
+		return fail(storeError("read the day's refunds", err))
+	}
+	pays.sort()
+	refs.sort()
+	c.herePayments, c.hereRefunds = len(pays), len(refs)
+
+	bill, err := src.TradeBill(work, day)
+	if err != nil {
+		return fail(err)
+	}
 	defer bill.Close()
-	var matchedPay, matchedRefund idSet
-	var batch []BillRow
+	var check []BillRow
 	flush := func() error {
-		if len(batch) == 0 {
+		if len(check) == 0 {
 			return nil
 		}
-		mp, mr, err := a.compareBatch(work, batch, c, in)
-		matchedPay, matchedRefund = append(matchedPay, mp...), append(matchedRefund, mr...)
-		batch = batch[:0]
+		err := a.compareBatch(work, check, c, in, pays, refs)
+		check = check[:0]
 		return err
 	}
 	for {
@@ -477,38 +547,46 @@ func (a *App) compareBill(ctx context.Context, src BillSource, day string, stopA
 		if err == io.EOF {
 			break
 		} else if err != nil {
-			c.stopped = over()
-			return c, fmt.Errorf("bill %s: %w", day, err)
+			return fail(fmt.Errorf("bill %s: %w", day, err))
 		}
 		c.rows++
-		batch = append(batch, row)
-		if len(batch) == billBatch {
+		if row.TradeState == TradeStateRefund {
+			c.refundRows++
+			e := refs.find(row.OutRefundNo)
+			if e != nil && e.fen == row.RefundAskFen && e.order == hashOrder(row.OutTradeNo) &&
+				(billRefundFinal(row.RefundStatus) == "" || refundStates[e.state] == billRefundFinal(row.RefundStatus)) {
+				e.matched = true
+				continue
+			}
+		} else {
+			c.paymentRows++
+			e := pays.find(row.TransactionID)
+			if e != nil && e.fen == row.TotalFen && e.order == hashOrder(row.OutTradeNo) && e.state == 1 && row.TradeState == TradeStateSuccess {
+				e.matched = true
+				continue
+			}
+		}
+		check = append(check, row)
+		if len(check) == billBatch {
 			if err := flush(); err != nil {
-				c.stopped = over()
-				return c, err
+				return fail(err)
 			}
 		}
 	}
 	if err := flush(); err != nil {
-		c.stopped = over()
-		return c, err
+		return fail(err)
 	}
 	c.summary = bill.Summary()
-	slices.Sort(matchedPay)
-	slices.Sort(matchedRefund)
-	// Here but not there: the day's ledger rows and refunds the bill did
-	// not name. Counting first keeps the common case (all matched) to two
-	// queries.
-	if err := a.missingThere(work, c, from, to, matchedPay, matchedRefund); err != nil {
-		c.stopped = over()
-		return c, err
+	// Here but not there: the day's records no bill row matched.
+	if err := a.missingThere(work, c, from, to, pays, refs); err != nil {
+		return fail(err)
 	}
 	return c, nil
 }
 
-// compareBatch compares a batch of rows with the store and returns the
-// hashes of the ledger rows and refunds of the day it matched.
-func (a *App) compareBatch(ctx context.Context, rows []BillRow, c *billComparison, in func(time.Time) bool) (matchedPay, matchedRefund idSet, err error) {
+// compareBatch compares rows that did not agree with the day's index
+// exactly, by id, and marks the day's records it names as matched.
+func (a *App) compareBatch(ctx context.Context, rows []BillRow, c *billComparison, in func(time.Time) bool, pays, refs billIndex) error {
 	var txIDs, refundNos []string
 	for _, r := range rows {
 		if r.TradeState == TradeStateRefund {
@@ -519,11 +597,11 @@ func (a *App) compareBatch(ctx context.Context, rows []BillRow, c *billCompariso
 	}
 	ps, err := a.store.PaymentsByID(ctx, txIDs)
 	if err != nil {
-		return nil, nil, storeError("load ledger rows", err)
+		return storeError("load ledger rows", err)
 	}
-	pays := make(map[string]order.Payment, len(ps))
+	ledger := make(map[string]order.Payment, len(ps))
 	for _, p := range ps {
-		pays[p.TransactionID] = p
+		ledger[p.TransactionID] = p
 	}
 	// Orders are read only where the ledger does not settle the question:
 	// a row disposed settled, exception or late was written after its
@@ -534,20 +612,20 @@ func (a *App) compareBatch(ctx context.Context, rows []BillRow, c *billCompariso
 		if r.TradeState == TradeStateRefund {
 			continue
 		}
-		if p, ok := pays[r.TransactionID]; !ok || p.OutTradeNo != r.OutTradeNo || !billSettled(p.Disposition) {
+		if p, ok := ledger[r.TransactionID]; !ok || p.OutTradeNo != r.OutTradeNo || !billSettled(p.Disposition) {
 			orderIDs = append(orderIDs, r.OutTradeNo)
 		}
 	}
 	var os []order.Order
 	if len(orderIDs) > 0 {
 		if os, err = a.store.OrdersByID(ctx, orderIDs); err != nil {
-			return nil, nil, storeError("load orders", err)
+			return storeError("load orders", err)
 		}
 	}
 	var rs []order.Refund
 	if len(refundNos) > 0 {
 		if rs, err = a.store.RefundsByID(ctx, refundNos); err != nil {
-			return nil, nil, storeError("load refunds", err)
+			return storeError("load refunds", err)
 		}
 	}
 	orders := make(map[string]order.Order, len(os))
@@ -561,18 +639,16 @@ func (a *App) compareBatch(ctx context.Context, rows []BillRow, c *billCompariso
 	for _, row := range rows {
 		o, haveOrder := orders[row.OutTradeNo]
 		if row.TradeState == TradeStateRefund {
-			c.refundRows++
 			r, ok := refunds[row.OutRefundNo]
-			if ok && r.Status != order.RefundFailed && in(r.CreatedAt) {
-				matchedRefund = append(matchedRefund, hashID(r.ID))
+			if e := refs.find(row.OutRefundNo); ok && e != nil && r.Status != order.RefundFailed && in(r.CreatedAt) {
+				e.matched = true
 			}
 			a.compareRefundRow(c, row, r, ok)
 			continue
 		}
-		c.paymentRows++
-		p, ok := pays[row.TransactionID]
-		if ok && p.Disposition != order.DispositionNotPaid && in(p.SuccessTime) {
-			matchedPay = append(matchedPay, hashID(p.TransactionID))
+		p, ok := ledger[row.TransactionID]
+		if e := pays.find(row.TransactionID); ok && e != nil && p.Disposition != order.DispositionNotPaid && in(p.SuccessTime) {
+			e.matched = true
 		}
 		var op *order.Order
 		if haveOrder {
@@ -580,7 +656,7 @@ func (a *App) compareBatch(ctx context.Context, rows []BillRow, c *billCompariso
 		}
 		a.comparePaymentRow(c, row, p, ok, op)
 	}
-	return matchedPay, matchedRefund, nil
+	return nil
 }
 
 func (a *App) comparePaymentRow(c *billComparison, row BillRow, p order.Payment, inLedger bool, o *order.Order) {
@@ -679,76 +755,42 @@ func (a *App) compareRefundRow(c *billComparison, row BillRow, r order.Refund, h
 	c.add(d)
 }
 
-// missingThere finds the day's ledger rows and refunds that no bill row
-// matched.
-func (a *App) missingThere(ctx context.Context, c *billComparison, from, to time.Time, matchedPay, matchedRefund idSet) error {
-	n, err := a.store.CountBillPayments(ctx, from, to)
-	if err != nil {
-		return storeError("count the day's ledger rows", err)
+// missingThere reports the day's ledger rows and refunds no bill row
+// matched, reading the day once more only when there are any.
+func (a *App) missingThere(ctx context.Context, c *billComparison, from, to time.Time, pays, refs billIndex) error {
+	unmatched := func(x billIndex) bool {
+		return slices.ContainsFunc(x, func(e billEntry) bool { return !e.matched })
 	}
-	c.herePayments = n
-	if n > len(matchedPay) {
-		found := 0
-		var at time.Time
-		var after string
-		for {
-			ps, err := a.store.BillPaymentsAfter(ctx, from, to, at, after, billBatch)
-			if err != nil {
-				return storeError("list the day's ledger rows", err)
+	if unmatched(pays) {
+		err := a.store.ScanBillPayments(ctx, from, to, func(p order.Payment) error {
+			if e := pays.find(p.TransactionID); e == nil || e.matched {
+				return nil
 			}
-			for _, p := range ps {
-				if matchedPay.has(p.TransactionID) {
-					continue
-				}
-				found++
-				c.add(BillDifference{Kind: BillMissingThere, OutTradeNo: p.OutTradeNo, TransactionID: p.TransactionID, HereFen: p.TotalFen,
-					HereStatus: string(p.Disposition), Outcome: OutcomeReported,
-					Note: "in payfn's ledger (a verified WeChat Pay notification or query) but not in the bill: check the transaction in the merchant portal"})
-			}
-			if len(ps) < billBatch {
-				break
-			}
-			at, after = ps[len(ps)-1].SuccessTime, ps[len(ps)-1].TransactionID
-		}
-		if found != n-len(matchedPay) {
-			c.unlisted += n - len(matchedPay) - found // hash collisions: counted, never hidden
+			c.add(BillDifference{Kind: BillMissingThere, OutTradeNo: p.OutTradeNo, TransactionID: p.TransactionID, HereFen: p.TotalFen,
+				HereStatus: string(p.Disposition), Outcome: OutcomeReported,
+				Note: "in payfn's ledger (a verified WeChat Pay notification or query) but not in the bill: check the transaction in the merchant portal"})
+			return nil
+		})
+		if err != nil {
+			return storeError("read the day's ledger again", err)
 		}
 	}
-	n, err = a.store.CountBillRefunds(ctx, from, to)
-	if err != nil {
-		return storeError("count the day's refunds", err)
-	}
-	c.hereRefunds = n
-	if n > len(matchedRefund) {
-		found := 0
-		var at time.Time
-		var after string
-		for {
-			rs, err := a.store.BillRefundsAfter(ctx, from, to, at, after, billBatch)
-			if err != nil {
-				return storeError("list the day's refunds", err)
+	if unmatched(refs) {
+		err := a.store.ScanBillRefunds(ctx, from, to, func(r order.Refund) error {
+			if e := refs.find(r.ID); e == nil || e.matched {
+				return nil
 			}
-			for _, r := range rs {
-				if matchedRefund.has(r.ID) {
-					continue
-				}
-				found++
-				d := BillDifference{Kind: BillRefundMissingThere, OutTradeNo: r.OrderID, OutRefundNo: r.ID, HereFen: r.AmountFen,
-					HereStatus: string(r.Status), Outcome: OutcomeReported,
-					Note: "refunded here but not in the bill: check the refund in the merchant portal (one made in the day's last minutes may be in the next day's bill)"}
-				if r.Status == order.RefundPending {
-					rr := r
-					d.ref, d.Outcome, d.Note = &rr, "", ""
-				}
-				c.add(d)
+			d := BillDifference{Kind: BillRefundMissingThere, OutTradeNo: r.OrderID, OutRefundNo: r.ID, HereFen: r.AmountFen,
+				HereStatus: string(r.Status), Outcome: OutcomeReported,
+				Note: "refunded here but not in the bill: check the refund in the merchant portal (one made in the day's last minutes may be in the next day's bill)"}
+			if r.Status == order.RefundPending {
+				d.ref, d.Outcome, d.Note = &r, "", ""
 			}
-			if len(rs) < billBatch {
-				break
-			}
-			at, after = rs[len(rs)-1].CreatedAt, rs[len(rs)-1].ID
-		}
-		if found != n-len(matchedRefund) {
-			c.unlisted += n - len(matchedRefund) - found
+			c.add(d)
+			return nil
+		})
+		if err != nil {
+			return storeError("read the day's refunds again", err)
 		}
 	}
 	return nil

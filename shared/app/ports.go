@@ -404,18 +404,14 @@ type BillStore interface {
 	OrdersByID(ctx context.Context, ids []string) ([]order.Order, error)
 	// RefundsByID returns the refunds with these out_refund_no.
 	RefundsByID(ctx context.Context, ids []string) ([]order.Refund, error)
-	// CountBillPayments counts ledger rows paid in the window, leaving out
-	// those WeChat Pay said were not paid (order.DispositionNotPaid).
-	CountBillPayments(ctx context.Context, from, to time.Time) (int, error)
-	// BillPaymentsAfter lists up to limit of those rows by (success_time,
-	// id), after the cursor.
-	BillPaymentsAfter(ctx context.Context, from, to, afterAt time.Time, afterID string, limit int) ([]order.Payment, error)
-	// CountBillRefunds counts refunds created in the window that did not
-	// fail.
-	CountBillRefunds(ctx context.Context, from, to time.Time) (int, error)
-	// BillRefundsAfter lists up to limit of those refunds by (created_at,
-	// id), after the cursor.
-	BillRefundsAfter(ctx context.Context, from, to, afterAt time.Time, afterID string, limit int) ([]order.Refund, error)
+	// ScanBillPayments calls fn with each ledger row paid in the window,
+	// in no particular order, leaving out those WeChat Pay said were not
+	// paid (order.DispositionNotPaid). One pass, bounded by ctx only: the
+	// bill job reads a day at once.
+	ScanBillPayments(ctx context.Context, from, to time.Time, fn func(order.Payment) error) error
+	// ScanBillRefunds calls fn with each refund created in the window that
+	// did not fail, likewise.
+	ScanBillRefunds(ctx context.Context, from, to time.Time, fn func(order.Refund) error) error
 	// BillReport decodes the stored report with id into v, or returns
 	// order.ErrNotFound; SaveBillReport replaces it.
 	BillReport(ctx context.Context, id string, v any) error

@@ -122,12 +122,28 @@ func (s *scaleStore) RefundsByID(ctx context.Context, ids []string) ([]order.Ref
 	return out, nil
 }
 
-func (s *scaleStore) CountBillPayments(context.Context, time.Time, time.Time) (int, error) {
-	return s.rows - s.rows/scaleRefundEvery, nil
+func (s *scaleStore) ScanBillPayments(ctx context.Context, from, to time.Time, fn func(order.Payment) error) error {
+	s.reads.Add(1)
+	for i := range s.rows {
+		if i%scaleRefundEvery != scaleRefundEvery-1 {
+			if err := fn(s.payment(i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
-func (s *scaleStore) CountBillRefunds(context.Context, time.Time, time.Time) (int, error) {
-	return s.rows / scaleRefundEvery, nil
+func (s *scaleStore) ScanBillRefunds(ctx context.Context, from, to time.Time, fn func(order.Refund) error) error {
+	s.reads.Add(1)
+	for i := scaleRefundEvery - 1; i < s.rows; i += scaleRefundEvery {
+		rs, _ := s.RefundsByID(ctx, []string{scaleRefund(i)})
+		s.reads.Add(-1)
+		if err := fn(rs[0]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // peakHeap samples the heap in use until stop is called and returns the
@@ -194,13 +210,13 @@ func TestBillOf100000RowsIsComparedInBoundedMemoryWithinOneRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !rep.Clean || rep.Rows != rows || rep.PaymentRows != rows-rows/scaleRefundEvery || rep.RefundRows != rows/scaleRefundEvery ||
-		rep.BillTotals.Rows != rows || len(rep.Differences) != 0 {
+		rep.BillTotals.Rows != rows || len(rep.Differences) != 0 || rep.HerePayments != rep.PaymentRows || rep.HereRefunds != rep.RefundRows {
 		t.Fatalf("report: %s", mustJSON(rep))
 	}
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	growth := int64(peak) - int64(base.HeapAlloc)
-	t.Logf("bill of %d rows: %s, %d batched store reads, peak heap %.1f MiB (%.1f MiB over the %.1f MiB before), %.1f MiB allocated in all",
+	t.Logf("bill of %d rows: %s, %d store reads, peak heap %.1f MiB (%.1f MiB over the %.1f MiB before), %.1f MiB allocated in all",
 		rows, took.Round(time.Millisecond), st.reads.Load(), float64(peak)/(1<<20), float64(growth)/(1<<20), float64(base.HeapAlloc)/(1<<20),
 		float64(after.TotalAlloc-base.TotalAlloc)/(1<<20))
 	// Bounded: the simulator writing and the job reading stream; what grows

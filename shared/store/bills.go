@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/payfn/payfn/shared/order"
@@ -74,62 +75,59 @@ func billRefundsFilter(from, to time.Time) bson.D {
 	}
 }
 
-// CountBillPayments counts the ledger rows paid in [from, to), leaving out
-// those WeChat Pay said were not paid.
-func (s *Store) CountBillPayments(ctx context.Context, from, to time.Time) (int, error) {
-	n, err := s.count(ctx, colPayments, billPaymentsFilter(from, to))
+// ScanBillPayments calls fn with each ledger row paid in [from, to) that
+// moved money, in no particular order. It is one cursor bounded by ctx
+// alone, not by Options.OpTimeout: the bill job reads a whole day (on
+// MongoDB through success_time_id; the embedded FerretDB reads every row
+// once either way, which is why the job scans once instead of looking up
+// batches by id). fn's error stops the scan and is returned.
+func (s *Store) ScanBillPayments(ctx context.Context, from, to time.Time, fn func(order.Payment) error) error {
+	err := s.scan(ctx, colPayments, billPaymentsFilter(from, to), func(cur *mongo.Cursor) error {
+		var p order.Payment
+		if err := cur.Decode(&p); err != nil {
+			return err
+		}
+		return fn(p)
+	})
 	if err != nil {
-		return 0, fmt.Errorf("count ledger rows paid %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+		return fmt.Errorf("scan ledger rows paid %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
 	}
-	return n, nil
+	return nil
 }
 
-// BillPaymentsAfter lists up to limit of the rows CountBillPayments counts,
-// by (success_time, _id), after the cursor.
-func (s *Store) BillPaymentsAfter(ctx context.Context, from, to, afterAt time.Time, afterID string, limit int) ([]order.Payment, error) {
-	if limit < 1 {
-		return nil, fmt.Errorf("list ledger rows: limit %d is not positive", limit)
-	}
-	c, err := s.collection(ctx, colPayments)
+// ScanBillRefunds calls fn with each refund created in [from, to) that did
+// not fail, as ScanBillPayments does.
+func (s *Store) ScanBillRefunds(ctx context.Context, from, to time.Time, fn func(order.Refund) error) error {
+	err := s.scan(ctx, colRefunds, billRefundsFilter(from, to), func(cur *mongo.Cursor) error {
+		var d refundDoc
+		if err := cur.Decode(&d); err != nil {
+			return err
+		}
+		return fn(d.refund())
+	})
 	if err != nil {
-		return nil, fmt.Errorf("list ledger rows: %w", err)
+		return fmt.Errorf("scan refunds created %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
 	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	filter := afterCursor(billPaymentsFilter(from, to), "success_time", afterAt, afterID)
-	cur, err := c.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "success_time", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("list ledger rows: %w", err)
-	}
-	var ps []order.Payment
-	if err := cur.All(ctx, &ps); err != nil {
-		return nil, fmt.Errorf("list ledger rows: %w", err)
-	}
-	return ps, nil
+	return nil
 }
 
-// CountBillRefunds counts the refunds created in [from, to) that did not
-// fail.
-func (s *Store) CountBillRefunds(ctx context.Context, from, to time.Time) (int, error) {
-	n, err := s.count(ctx, colRefunds, billRefundsFilter(from, to))
+// scan runs one query and calls each with the cursor on every document.
+func (s *Store) scan(ctx context.Context, coll string, filter bson.D, each func(*mongo.Cursor) error) error {
+	c, err := s.collection(ctx, coll)
 	if err != nil {
-		return 0, fmt.Errorf("count refunds created %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+		return err
 	}
-	return n, nil
-}
-
-// BillRefundsAfter lists up to limit of the refunds CountBillRefunds
-// counts, by (created_at, _id), after the cursor.
-func (s *Store) BillRefundsAfter(ctx context.Context, from, to, afterAt time.Time, afterID string, limit int) ([]order.Refund, error) {
-	if limit < 1 {
-		return nil, fmt.Errorf("list refunds: limit %d is not positive", limit)
-	}
-	filter := afterCursor(billRefundsFilter(from, to), "created_at", afterAt, afterID)
-	rs, err := s.findRefunds(ctx, filter, bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}, limit)
+	cur, err := c.Find(ctx, filter, options.Find().SetBatchSize(1000))
 	if err != nil {
-		return nil, fmt.Errorf("list refunds: %w", err)
+		return err
 	}
-	return rs, nil
+	defer cur.Close(context.WithoutCancel(ctx))
+	for cur.Next(ctx) {
+		if err := each(cur); err != nil {
+			return err
+		}
+	}
+	return cur.Err()
 }
 
 // BillReport decodes the bill report with id into v, or returns
@@ -170,15 +168,4 @@ func (s *Store) findRefunds(ctx context.Context, filter, sort bson.D, limit int)
 		rs[i] = d.refund()
 	}
 	return rs, nil
-}
-
-func (s *Store) count(ctx context.Context, coll string, filter bson.D) (int, error) {
-	c, err := s.collection(ctx, coll)
-	if err != nil {
-		return 0, err
-	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	n, err := c.CountDocuments(ctx, filter)
-	return int(n), err
 }
