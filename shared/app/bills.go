@@ -310,6 +310,10 @@ func (a *App) reconcileBill(ctx context.Context, day string, stopAt time.Time) (
 		if n, err := a.countBillPayments(ctx, from, from.AddDate(0, 0, 1)); err == nil {
 			r.HerePayments = n
 		}
+		n := 0
+		if a.store.ScanBillRefunds(ctx, from, from.AddDate(0, 0, 1), func(order.Refund) error { n++; return nil }) == nil {
+			r.HereRefunds = n
+		}
 	}
 	return a.saveBill(ctx, r, old, fixes, begin, nil)
 }
