@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -20,8 +21,10 @@ import (
 	"github.com/wechatpay-apiv3/wechatpay-go/services/payments"
 
 	"github.com/payfn/payfn/shared/app"
+	"github.com/payfn/payfn/shared/metrics"
 	"github.com/payfn/payfn/shared/runtime/awslambda"
 	"github.com/payfn/payfn/shared/runtime/httpapi"
+	"github.com/payfn/payfn/shared/setup"
 	"github.com/payfn/payfn/shared/store"
 )
 
@@ -193,8 +196,14 @@ func verifyHandler(f *Fixture, st app.Store) (func(context.Context, events.APIGa
 		return nil, nil, err
 	}
 	log := discardLogger()
-	a := app.New(app.Config{Store: st, Channel: ch, Logger: log})
-	return awslambda.NewHandler(httpapi.New(a, log).VerifyPayment(), log), ch.Close, nil
+	// As deployed: the use cases count and time their calls, and each
+	// invocation ends with its EMF line (encoded, then discarded here).
+	ac := app.Config{Store: st, Channel: ch, Logger: log}
+	setup.Instrument(&ac)
+	a := app.New(ac)
+	h := metrics.New(io.Discard, metrics.Options{Service: "payfn", Function: "verifyPayment", RequestID: httpapi.RequestID}).
+		Handler(httpapi.New(a, log).VerifyPayment(), nil)
+	return awslambda.NewHandler(h, log), ch.Close, nil
 }
 
 func checkAck(resp events.APIGatewayV2HTTPResponse, err error) error {
