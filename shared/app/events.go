@@ -619,7 +619,7 @@ func (a *App) ListEvents(ctx context.Context, appID, orderID, cursor string, lim
 	if limit < 1 || limit > 100 {
 		return EventPage{}, Errorf(KindInvalid, CodeInvalidLimit, "limit must be from 1 to 100")
 	}
-	if orderID != "" && !orderIDPattern.MatchString(orderID) {
+	if orderID != "" && !validOrderID(orderID) {
 		return EventPage{}, Errorf(KindInvalid, CodeInvalidOrderID, "order_id must be a payfn order id")
 	}
 	var beforeAt time.Time

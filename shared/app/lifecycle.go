@@ -54,7 +54,7 @@ func (a *App) Refund(ctx context.Context, in RefundInput) (order.Refund, bool, e
 // own refund id is kept on the record.
 func (a *App) refund(ctx context.Context, in RefundInput, appID, requestID string) (order.Refund, bool, error) {
 	switch {
-	case !orderIDPattern.MatchString(in.OrderID):
+	case !validOrderID(in.OrderID):
 		return order.Refund{}, false, Errorf(KindInvalid, CodeInvalidOrderID, "order_id must be a payfn order id")
 	case !refundNoPattern.MatchString(in.OutRefundNo):
 		return order.Refund{}, false, Errorf(KindInvalid, CodeInvalidRefundNo, "out_refund_no must be 1-64 characters of A-Z a-z 0-9 _ - | * @")

@@ -62,7 +62,7 @@ func (a *App) VerifyPayment(ctx context.Context, header http.Header, body []byte
 		a.count(ctx, "", MetricVerificationFailures, 1)
 		return Errorf(KindInvalid, CodeNotificationMismatch, "the notification's appid, mchid, currency or transaction id does not match this merchant")
 	}
-	if !orderIDPattern.MatchString(tx.OutTradeNo) {
+	if !validOrderID(tx.OutTradeNo) {
 		log().ErrorContext(ctx, "verified notification names a malformed out_trade_no")
 		return Errorf(KindNotFound, CodeOrderNotFound, "no order %q", tx.OutTradeNo)
 	}
