@@ -349,6 +349,11 @@ func (a *App) saveBill(ctx context.Context, r, old BillReport, fixes []Fix, begi
 		}
 	}
 	r.Clean = r.Status == BillClean
+	if compared {
+		// What is left for a person (the bill-differences alarm watches it).
+		left := int64(r.Unlisted + r.Outcomes[OutcomeReported] + r.Outcomes[OutcomeRepairFailed] + r.Outcomes[OutcomePending])
+		a.count(ctx, "", MetricBillDifferences, left)
+	}
 	r.DurationMS = time.Since(begin).Milliseconds()
 	if err := a.store.SaveBillReport(ctx, r.ID, r); err != nil {
 		return r, fixes, errors.Join(runErr, storeError("save bill report "+r.Date, err))
