@@ -15,7 +15,7 @@ import (
 )
 
 // Functions are the deployable functions, as named under functions/.
-var Functions = []string{"login", "createorder", "pay", "queryorder", "verifypayment", "refund", "verifyrefund", "closeexpired", "reconcile"}
+var Functions = []string{"login", "createorder", "pay", "queryorder", "verifypayment", "refund", "bills", "verifyrefund", "closeexpired", "reconcile"}
 
 // BuildFunction builds functions/<name> for linux/goarch exactly as
 // scripts/build does (CGO_ENABLED=0, -tags lambda.norpc, -trimpath,

@@ -324,6 +324,23 @@ func driveEveryFunction(t *testing.T, s *stack, f *fleet) {
 	f.job(t, setup.ReconcileBill, app.JobReport{Job: string(setup.ReconcileBill), Fixes: []app.Fix{}})
 	f.job(t, setup.ReconcileBill, app.JobReport{Job: string(setup.ReconcileBill), Fixes: []app.Fix{}})
 
+	// bills: the operator reads that day's report with the admin key; without
+	// it nothing is shown, and a day the job never ran has no report.
+	yesterday := time.Now().In(time.FixedZone("CST", 8*3600)).AddDate(0, 0, -1).Format(time.DateOnly)
+	bills := func(key, day string) request {
+		req := request{method: http.MethodGet, path: httpapi.PathBills + day, headers: map[string]string{}}
+		if key != "" {
+			req.headers["x-payfn-admin-key"] = key
+		}
+		return req
+	}
+	f.send(t, setup.Bills, bills("", yesterday), 401, "ADMIN_UNAUTHENTICATED")
+	f.send(t, setup.Bills, bills(strings.Repeat("b", 32), yesterday), 401, "ADMIN_UNAUTHENTICATED")
+	f.send(t, setup.Bills, bills(testAdminKey, "2000-01-01"), 404, app.CodeBillReportNotFound)
+	if rep := decode[app.BillReport](t, f.send(t, setup.Bills, bills(testAdminKey, yesterday), 200, "")); rep.Date != yesterday || rep.Status != app.BillClean {
+		t.Fatalf("bills answered the report of %s as %s, want %s clean (reconcileBill's)", rep.Date, rep.Status, yesterday)
+	}
+
 	v = decode[app.OrderView](t, f.send(t, setup.QueryOrder, jsonRequest(token, byID), 200, ""))
 	want := order.RefundSummary{RefundedFen: 2600, Status: "PARTIALLY_REFUNDED"}
 	if v.Status != order.StatusPaid || v.Refund == nil || *v.Refund != want {

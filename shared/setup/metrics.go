@@ -78,9 +78,6 @@ func stackWithMetrics(w io.Writer, h http.Handler) http.Handler {
 // functionOfPath is the function serving path on the local mux, "" for
 // none.
 func functionOfPath(path string) Function {
-	if strings.HasPrefix(path, httpapi.PathBills) {
-		return Refund // the refund function serves the bill reports too
-	}
 	var best Function
 	n := 0
 	for _, f := range Functions {

@@ -16,7 +16,7 @@ import (
 func TestMetricsFunctionOfEachPath(t *testing.T) {
 	for path, want := range map[string]Function{
 		"/createOrder": CreateOrder, "/notify/wechatpay": VerifyPayment, "/notify/wechatpay/refund": VerifyRefund,
-		"/admin/refund": Refund, "/admin/bills/2026-11-30": Refund, "/v1/orders/PF1": ServerAPI,
+		"/admin/refund": Refund, "/admin/bills/2026-11-30": Bills, "/v1/orders/PF1": ServerAPI,
 		"/admin/apps": AdminApps, "/admin/apps/app_1/keys": AdminApps, "/nowhere": "",
 	} {
 		if got := functionOfPath(path); got != want {

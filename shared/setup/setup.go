@@ -39,6 +39,7 @@ const (
 	QueryOrder    Function = "queryOrder"
 	VerifyPayment Function = "verifyPayment"
 	Refund        Function = "refund"
+	Bills         Function = "bills"
 	VerifyRefund  Function = "verifyRefund"
 	CloseExpired  Function = "closeExpired"
 	Reconcile     Function = "reconcile"
@@ -62,6 +63,7 @@ var Functions = []struct {
 	{Name: QueryOrder, Path: httpapi.PathQueryOrder},
 	{Name: VerifyPayment, Path: httpapi.PathVerifyPayment},
 	{Name: Refund, Path: httpapi.PathRefund},
+	{Name: Bills, Path: httpapi.PathBills},
 	{Name: VerifyRefund, Path: httpapi.PathVerifyRefund},
 	{Name: ServerAPI, Path: httpapi.PathServerAPI},
 	{Name: AdminApps, Path: httpapi.PathAdminApps},
@@ -81,6 +83,7 @@ var needs = map[Function][]config.Part{
 	QueryOrder:    {config.PartStore, config.PartSessions, config.PartPay},
 	VerifyPayment: {config.PartStore, config.PartPay},
 	Refund:        {config.PartStore, config.PartPay, config.PartAdmin},
+	Bills:         {config.PartStore, config.PartAdmin},
 	VerifyRefund:  {config.PartStore, config.PartPay},
 	CloseExpired:  {config.PartStore, config.PartPay},
 	Reconcile:     {config.PartStore, config.PartPay},
@@ -165,7 +168,9 @@ func route(api *httpapi.API, fn Function) (http.Handler, error) {
 	case VerifyPayment:
 		return api.VerifyPayment(), nil
 	case Refund:
-		return api.RefundAndBills(), nil // and GET /admin/bills/{date}
+		return api.Refund(), nil
+	case Bills:
+		return api.Bills(), nil
 	case VerifyRefund:
 		return api.VerifyRefund(), nil
 	case ServerAPI:

@@ -39,16 +39,3 @@ func (api *API) Bills() http.Handler {
 		return writeJSON(w, http.StatusOK, rep)
 	})
 }
-
-// RefundAndBills is the merchant admin function: POST /admin/refund and
-// GET /admin/bills/{date}.
-func (api *API) RefundAndBills() http.Handler {
-	refund, bills := api.Refund(), api.Bills()
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, PathBills) {
-			bills.ServeHTTP(w, r)
-			return
-		}
-		refund.ServeHTTP(w, r)
-	})
-}
