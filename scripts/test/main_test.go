@@ -62,3 +62,20 @@ func (r) FuzzM(f *testing.F) {}
 		t.Errorf("targets %v, want %v", got, want)
 	}
 }
+
+func TestDeadlineRaceIsRetriedOnlyWhenNoInputFailed(t *testing.T) {
+	race := "fuzz: elapsed: 4s, execs: 28623 (10069/sec), new interesting: 38 (total: 48)\n--- FAIL: FuzzParseNotification (4.25s)\n    context deadline exceeded\nFAIL\n"
+	if !deadlineRace([]byte(race)) {
+		t.Error("the coordinator's bare deadline failure is not recognised")
+	}
+	for _, real := range []string{
+		race + "    Failing input written to testdata/fuzz/FuzzX/abc\n",
+		"--- FAIL: FuzzX (0.1s)\n    fuzz_test.go:12: parse: context deadline exceeded\n",
+		"panic: boom\n context deadline exceeded\n",
+		"--- FAIL: FuzzX\n    index out of range\n",
+	} {
+		if deadlineRace([]byte(real)) {
+			t.Errorf("a real failure is taken for the deadline race: %q", real)
+		}
+	}
+}
