@@ -1,3 +1,5 @@
+//go:build !payfn_extstore
+
 package setup_test
 
 import (

@@ -17,7 +17,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/payfn/payfn/shared/store"
-	"github.com/payfn/payfn/shared/store/embedded"
 )
 
 // One embedded server per test binary, started by the first test that needs
@@ -25,7 +24,7 @@ import (
 // would cost far more than the tests themselves.
 var (
 	startOnce sync.Once
-	server    *embedded.Server
+	serverURI string
 	admin     *mongo.Client // drops each test's database when the test ends
 	startErr  error
 	dbSeq     atomic.Int64
@@ -37,14 +36,13 @@ func start() {
 		startErr = fmt.Errorf("storetest: data folder: %w", err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	server, err = embedded.Start(ctx, embedded.Options{Dir: dir})
-	if err != nil {
-		startErr = fmt.Errorf("storetest: %w", err)
+	serverURI, startErr = startServer(ctx, dir)
+	if startErr != nil {
 		return
 	}
-	admin, err = mongo.Connect(options.Client().ApplyURI(server.URI()).SetServerSelectionTimeout(5 * time.Second))
+	admin, err = mongo.Connect(options.Client().ApplyURI(serverURI).SetServerSelectionTimeout(5 * time.Second))
 	if err != nil {
 		startErr = fmt.Errorf("storetest: admin client: %w", err)
 	}
@@ -66,7 +64,7 @@ func URI(tb testing.TB) (uri, db string) {
 			tb.Errorf("storetest: drop database %s: %v", db, err)
 		}
 	})
-	return server.URI(), db
+	return serverURI, db
 }
 
 // New returns a store on a fresh database of the shared embedded server. It
