@@ -147,25 +147,3 @@ func (s *Store) SaveBillReport(ctx context.Context, id string, report any) error
 	}
 	return nil
 }
-
-func (s *Store) findRefunds(ctx context.Context, filter, sort bson.D, limit int) ([]order.Refund, error) {
-	c, err := s.collection(ctx, colRefunds)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	cur, err := c.Find(ctx, filter, options.Find().SetSort(sort).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, err
-	}
-	var docs []refundDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, err
-	}
-	rs := make([]order.Refund, len(docs))
-	for i, d := range docs {
-		rs[i] = d.refund()
-	}
-	return rs, nil
-}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/payfn/payfn/shared/order"
 )
@@ -50,25 +49,12 @@ func (s *Store) SetPaymentDisposition(ctx context.Context, transactionID string,
 // unconfirmed, by transaction id, after the given one. Rows written before
 // dispositions existed have none and are left alone: they were decided then.
 func (s *Store) UndecidedPayments(ctx context.Context, after string, limit int) ([]order.Payment, error) {
-	if limit < 1 {
-		return nil, fmt.Errorf("list undecided payments: limit %d is not positive", limit)
-	}
 	filter := bson.D{{Key: "disposition", Value: bson.D{{Key: "$in", Value: bson.A{order.DispositionPending, order.DispositionUnconfirmed}}}}}
 	if after != "" {
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}})
 	}
-	c, err := s.collection(ctx, colPayments)
-	if err != nil {
-		return nil, fmt.Errorf("list undecided payments: %w", err)
-	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	cur, err := c.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("list undecided payments: %w", err)
-	}
 	var ps []order.Payment
-	if err := cur.All(ctx, &ps); err != nil {
+	if err := s.findPage(ctx, colPayments, filter, bson.D{{Key: "_id", Value: 1}}, limit, &ps); err != nil {
 		return nil, fmt.Errorf("list undecided payments: %w", err)
 	}
 	return ps, nil

@@ -69,28 +69,10 @@ func (s *Store) UnpaidOrdersAfter(ctx context.Context, createdBefore, afterAt ti
 // PendingRefundsAfter returns up to limit refunds still REFUNDING, in
 // (created_at, _id) order, after the cursor. Index: status_created_at_id.
 func (s *Store) PendingRefundsAfter(ctx context.Context, afterAt time.Time, afterID string, limit int) ([]order.Refund, error) {
-	if limit < 1 {
-		return nil, fmt.Errorf("list pending refunds: limit %d is not positive", limit)
-	}
 	filter := afterCursor(bson.D{{Key: "status", Value: order.RefundPending}}, "created_at", afterAt, afterID)
-	c, err := s.collection(ctx, colRefunds)
+	rs, err := s.findRefunds(ctx, filter, bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list pending refunds: %w", err)
-	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	cur, err := c.Find(ctx, filter,
-		options.Find().SetSort(bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("list pending refunds: %w", err)
-	}
-	var docs []refundDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("list pending refunds: %w", err)
-	}
-	rs := make([]order.Refund, len(docs))
-	for i, d := range docs {
-		rs[i] = d.refund()
 	}
 	return rs, nil
 }

@@ -7,27 +7,13 @@ import (
 	"strconv"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/payfn/payfn/shared/order"
 )
 
 func (s *Store) findOrders(ctx context.Context, filter, sort bson.D, limit int) ([]order.Order, error) {
-	if limit < 1 {
-		return nil, fmt.Errorf("limit %d is not positive", limit)
-	}
-	c, err := s.collection(ctx, colOrders)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	cur, err := c.Find(ctx, filter, options.Find().SetSort(sort).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, err
-	}
 	var docs []orderDoc
-	if err := cur.All(ctx, &docs); err != nil {
+	if err := s.findPage(ctx, colOrders, filter, sort, limit, &docs); err != nil {
 		return nil, err
 	}
 	os := make([]order.Order, len(docs))
@@ -35,6 +21,18 @@ func (s *Store) findOrders(ctx context.Context, filter, sort bson.D, limit int) 
 		os[i] = d.order()
 	}
 	return os, nil
+}
+
+func (s *Store) findRefunds(ctx context.Context, filter, sort bson.D, limit int) ([]order.Refund, error) {
+	var docs []refundDoc
+	if err := s.findPage(ctx, colRefunds, filter, sort, limit, &docs); err != nil {
+		return nil, err
+	}
+	rs := make([]order.Refund, len(docs))
+	for i, d := range docs {
+		rs[i] = d.refund()
+	}
+	return rs, nil
 }
 
 // refundDoc is a refund as stored: the record plus the unique (order, slot)

@@ -410,6 +410,25 @@ func (s *Store) findAll(ctx context.Context, coll string, filter, sort bson.D, v
 	return cur.All(ctx, v)
 }
 
+// findPage is findAll for one page: at most limit documents (limit must be
+// positive).
+func (s *Store) findPage(ctx context.Context, coll string, filter, sort bson.D, limit int, v any) error {
+	if limit < 1 {
+		return fmt.Errorf("limit %d is not positive", limit)
+	}
+	c, err := s.collection(ctx, coll)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	cur, err := c.Find(ctx, filter, options.Find().SetSort(sort).SetLimit(int64(limit)))
+	if err != nil {
+		return err
+	}
+	return cur.All(ctx, v)
+}
+
 // setByID applies $set to the document with id, mapping "no such document"
 // to order.ErrNotFound. There is deliberately no other filter: see the
 // package comment.

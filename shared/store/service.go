@@ -114,21 +114,8 @@ func (s *Store) EventsOf(ctx context.Context, appID, orderID string, beforeAt ti
 }
 
 func (s *Store) findEvents(ctx context.Context, filter, sort bson.D, limit int) ([]order.Event, error) {
-	if limit < 1 {
-		return nil, fmt.Errorf("list events: limit %d is not positive", limit)
-	}
-	c, err := s.collection(ctx, colEvents)
-	if err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
-	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	cur, err := c.Find(ctx, filter, options.Find().SetSort(sort).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
-	}
 	var es []order.Event
-	if err := cur.All(ctx, &es); err != nil {
+	if err := s.findPage(ctx, colEvents, filter, sort, limit, &es); err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}
 	return es, nil
@@ -314,7 +301,7 @@ func (s *Store) insertMany(ctx context.Context, coll string, docs []any) ([]bool
 func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]order.Delivery, error) {
 	filter := bson.D{{Key: "next_at", Value: bson.D{{Key: "$lte", Value: bsonTime(now)}}}}
 	var ds []order.Delivery
-	if err := s.findLimit(ctx, colDeliveries, filter, bson.D{{Key: "next_at", Value: 1}}, limit, &ds); err != nil {
+	if err := s.findPage(ctx, colDeliveries, filter, bson.D{{Key: "next_at", Value: 1}}, limit, &ds); err != nil {
 		return nil, fmt.Errorf("list due deliveries: %w", err)
 	}
 	return ds, nil
@@ -386,21 +373,4 @@ func (s *Store) RecordDeliveries(ctx context.Context, ds []order.Delivery) error
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (s *Store) findLimit(ctx context.Context, coll string, filter, sort bson.D, limit int, v any) error {
-	if limit < 1 {
-		return fmt.Errorf("limit %d is not positive", limit)
-	}
-	c, err := s.collection(ctx, coll)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	cur, err := c.Find(ctx, filter, options.Find().SetSort(sort).SetLimit(int64(limit)))
-	if err != nil {
-		return err
-	}
-	return cur.All(ctx, v)
 }
