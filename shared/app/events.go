@@ -153,7 +153,7 @@ func claimEventType(s order.Status) string {
 // inserts, never an event without its deliveries. It returns the
 // deliveries when this call inserted the event, for the caller to try once
 // the decision is written.
-func (a *App) emit(ctx context.Context, decisionKey, typ string, o order.Order, r *order.Refund) ([]order.Delivery, error) {
+func (a *App) emit(ctx context.Context, decisionKey, typ string, o order.Order, r *order.Refund) (*queued, error) {
 	if a.svc == nil {
 		// Service mode is off: a lone mini-program has no servers to tell.
 		// In service mode every deciding function holds the service key.
@@ -190,14 +190,25 @@ func (a *App) emit(ctx context.Context, decisionKey, typ string, o order.Order, 
 		return nil, storeError("insert event", err)
 	}
 	a.log.InfoContext(ctx, "event recorded", "event_id", id, "type", typ, "app_id", o.AppID, "order_id", o.ID, "deliveries", len(ds))
-	return ds, nil
+	if len(ds) == 0 {
+		return nil, nil
+	}
+	return &queued{deliveries: ds, app: x}, nil
+}
+
+// queued is what a decision's winner delivers at once: its event's
+// deliveries and their app, as emit loaded it (deliverNow needs no second
+// read of the app).
+type queued struct {
+	deliveries []order.Delivery
+	app        order.App
 }
 
 // deliverNow is the attempt right after a decision, bounded so the answer
 // to the caller (WeChat Pay above all) is not late. Whatever happens is
 // recorded and the dispatcher's schedule takes over.
-func (a *App) deliverNow(ctx context.Context, ds []order.Delivery) {
-	if len(ds) == 0 || a.hooks.Sender == nil || !a.hooks.Inline {
+func (a *App) deliverNow(ctx context.Context, q *queued) {
+	if q == nil || a.hooks.Sender == nil || !a.hooks.Inline {
 		return
 	}
 	budget := inlineBudget
@@ -209,18 +220,13 @@ func (a *App) deliverNow(ctx context.Context, ds []order.Delivery) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
 	defer cancel()
-	x, err := a.store.App(ctx, ds[0].AppID)
-	if err != nil {
-		a.log.WarnContext(ctx, "first webhook attempt skipped; the dispatcher delivers", "app_id", ds[0].AppID, "err", err)
-		return
-	}
-	if _, err := a.deliverBatch(ctx, ds, &x, attemptFirst); err != nil {
-		a.log.WarnContext(ctx, "first webhook attempt not recorded; the dispatcher retries", "event_id", ds[0].EventID, "err", err)
+	if _, err := a.deliverBatch(ctx, q.deliveries, &q.app, attemptFirst); err != nil {
+		a.log.WarnContext(ctx, "first webhook attempt not recorded; the dispatcher retries", "event_id", q.deliveries[0].EventID, "err", err)
 	}
 }
 
 // ensureCreated makes sure an order's order.created event exists.
-func (a *App) ensureCreated(ctx context.Context, o order.Order) ([]order.Delivery, error) {
+func (a *App) ensureCreated(ctx context.Context, o order.Order) (*queued, error) {
 	return a.emit(ctx, order.CreatedKey(o.ID), order.EventOrderCreated, o, nil)
 }
 
@@ -275,13 +281,14 @@ func (a *App) takeExpiredLease(ctx context.Context, d order.Delivery) (order.Del
 	now := a.now()
 	for gen := 0; gen < 100; gen++ {
 		exp, err := a.store.OnceExpiry(ctx, leaseKey(d, gen))
-		if errors.Is(err, order.ErrNotFound) && gen > 0 {
-			// Free: take it below.
-		} else if err != nil && !errors.Is(err, order.ErrNotFound) {
+		switch {
+		case errors.Is(err, order.ErrNotFound):
+			// Free (never taken, or purged after it expired): take it.
+		case err != nil:
 			return d, false, storeError("read delivery lease", err)
-		} else if err == nil && now.Before(exp) {
+		case now.Before(exp):
 			return d, false, nil // held
-		} else if err == nil {
+		default:
 			continue // expired: its holder died; try the next generation
 		}
 		took, err := a.store.TakeOnce(ctx, leaseKey(d, gen), now.Add(leaseTime))
@@ -585,20 +592,20 @@ type EventView struct {
 	Deliveries []order.Delivery `json:"deliveries"`
 }
 
-func (a *App) viewEvent(ctx context.Context, e order.Event, withDeliveries bool) (EventView, error) {
+func (a *App) viewEvent(ctx context.Context, e order.Event) (EventView, error) {
 	var b struct {
 		Data json.RawMessage `json:"data"`
 	}
 	_ = json.Unmarshal([]byte(e.Body), &b) // written by emit; always valid
-	v := EventView{ID: e.ID, Type: e.Type, AppID: e.AppID, OrderID: e.OrderID, CreatedAt: e.CreatedAt, Data: b.Data, Deliveries: []order.Delivery{}}
-	if withDeliveries {
-		ds, err := a.store.Deliveries(ctx, e.ID)
-		if err != nil {
-			return EventView{}, storeError("list deliveries", err)
-		}
-		sort.Slice(ds, func(i, j int) bool { return ds[i].EndpointID < ds[j].EndpointID })
-		v.Deliveries = ds
+	ds, err := a.store.Deliveries(ctx, e.ID)
+	if err != nil {
+		return EventView{}, storeError("list deliveries", err)
 	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i].EndpointID < ds[j].EndpointID })
+	if ds == nil {
+		ds = []order.Delivery{}
+	}
+	v := EventView{ID: e.ID, Type: e.Type, AppID: e.AppID, OrderID: e.OrderID, CreatedAt: e.CreatedAt, Data: b.Data, Deliveries: ds}
 	return v, nil
 }
 
@@ -638,7 +645,7 @@ func (a *App) ListEvents(ctx context.Context, appID, orderID, cursor string, lim
 	}
 	page := EventPage{Events: make([]EventView, len(es))}
 	for i, e := range es {
-		if page.Events[i], err = a.viewEvent(ctx, e, true); err != nil {
+		if page.Events[i], err = a.viewEvent(ctx, e); err != nil {
 			return EventPage{}, err
 		}
 	}
@@ -656,7 +663,7 @@ func (a *App) GetEvent(ctx context.Context, appID, eventID string) (EventView, e
 	if err != nil {
 		return EventView{}, err
 	}
-	return a.viewEvent(ctx, e, true)
+	return a.viewEvent(ctx, e)
 }
 
 // appEvent loads eventID and hides it unless it is appID's.
@@ -726,5 +733,5 @@ func (a *App) Redeliver(ctx context.Context, appID, eventID string) (EventView, 
 	if n < len(ds) {
 		return EventView{}, Errorf(KindConflict, CodeDeliveryInProgress, "event %s is being delivered right now; try again in a minute", eventID)
 	}
-	return a.viewEvent(ctx, e, true)
+	return a.viewEvent(ctx, e)
 }

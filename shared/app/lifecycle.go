@@ -263,7 +263,7 @@ func (a *App) decideRefund(ctx context.Context, r order.Refund, res RefundResult
 
 // emitRefund records the event of a refund's decision, before the decision
 // is written onto the refund (see apply).
-func (a *App) emitRefund(ctx context.Context, d order.RefundDecision, r order.Refund) ([]order.Delivery, error) {
+func (a *App) emitRefund(ctx context.Context, d order.RefundDecision, r order.Refund) (*queued, error) {
 	if a.svc == nil {
 		return nil, nil
 	}
