@@ -39,6 +39,7 @@ var (
 	buyerPattern    = regexp.MustCompile(`^[A-Za-z0-9_.:@+-]{1,64}$`)
 	openIDPattern   = regexp.MustCompile(`^[A-Za-z0-9_-]{6,128}$`)
 	refundIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
+	channelPattern  = regexp.MustCompile(`^[a-z_]{1,32}$`)
 )
 
 // ProductInput is a product as a server creates it.
@@ -186,7 +187,7 @@ func (a *App) CreateServiceOrder(ctx context.Context, x order.App, in ServiceOrd
 		in.Channel = ChannelWeChatJSAPI
 	}
 	if in.Channel != ChannelWeChatJSAPI {
-		if !regexp.MustCompile(`^[a-z_]{1,32}$`).MatchString(in.Channel) {
+		if !channelPattern.MatchString(in.Channel) {
 			return ServiceOrder{}, false, Errorf(KindInvalid, CodeInvalidChannel, "channel must be %s", ChannelWeChatJSAPI)
 		}
 		return ServiceOrder{}, false, Errorf(KindInvalid, CodeChannelNotEnabled, "channel %s is not enabled here; use %s", in.Channel, ChannelWeChatJSAPI)

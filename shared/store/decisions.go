@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -88,19 +87,11 @@ func (s *Store) TakeSlot(ctx context.Context, key string, window time.Duration, 
 		return true, nil
 	}
 	start := now.UTC().Truncate(window)
-	doc := bson.D{
-		{Key: "_id", Value: slotID(key, window, now)},
-		{Key: "expire_at", Value: bsonTime(start.Add(2 * window))},
-	}
-	err := s.insert(ctx, colSlots, doc)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, order.ErrDuplicate):
-		return false, nil
-	default:
+	took, err := s.insertOnce(ctx, slotID(key, window, now), start.Add(2*window))
+	if err != nil {
 		return false, fmt.Errorf("take slot %s: %w", key, err)
 	}
+	return took, nil
 }
 
 // ReleaseSlot deletes the slot for key in the window holding now, so the

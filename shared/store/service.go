@@ -164,15 +164,25 @@ func (s *Store) OrdersCreatedAfter(ctx context.Context, createdBefore, afterAt t
 // lives until expireAt; PurgeSlots removes it after that, and only then can
 // it be taken again.
 func (s *Store) TakeOnce(ctx context.Context, key string, expireAt time.Time) (bool, error) {
-	doc := bson.D{{Key: "_id", Value: "once:" + key}, {Key: "expire_at", Value: bsonTime(expireAt)}}
-	err := s.insert(ctx, colSlots, doc)
+	took, err := s.insertOnce(ctx, "once:"+key, expireAt)
+	if err != nil {
+		return false, fmt.Errorf("take %s: %w", key, err)
+	}
+	return took, nil
+}
+
+// insertOnce inserts the slots document id, living until expireAt (then
+// PurgeSlots removes it), and reports whether this caller inserted it: the
+// insert is the decision, so exactly one of any number of callers does.
+func (s *Store) insertOnce(ctx context.Context, id string, expireAt time.Time) (bool, error) {
+	err := s.insert(ctx, colSlots, bson.D{{Key: "_id", Value: id}, {Key: "expire_at", Value: bsonTime(expireAt)}})
 	switch {
 	case err == nil:
 		return true, nil
 	case errors.Is(err, order.ErrDuplicate):
 		return false, nil
 	default:
-		return false, fmt.Errorf("take %s: %w", key, err)
+		return false, err
 	}
 }
 
