@@ -31,8 +31,13 @@ const prepayReuseWindow = 110 * time.Minute
 // set: login needs Sessions and Codes; the order functions need Store and
 // Channel (and Sessions to authenticate).
 type Config struct {
-	Store    Store
-	Channel  Channel
+	Store Store
+	// Channel is the default channel (WeChat Pay JSAPI): the mini-program's
+	// and the one an order naming none is paid through.
+	Channel Channel
+	// Channels are the other channels configured here (WeChat Pay H5,
+	// Alipay); an app enables which of them its orders may use.
+	Channels []Channel
 	Sessions Sessions
 	Codes    CodeExchanger
 
@@ -80,6 +85,7 @@ type Config struct {
 type App struct {
 	store    Store
 	channel  Channel
+	channels map[string]Channel // by name, the default channel included
 	sessions Sessions
 	codes    CodeExchanger
 	adminKey [32]byte // SHA-256 of the admin key; zero when unset
@@ -106,6 +112,7 @@ func New(cfg Config) *App {
 		ttl: cfg.OrderTTL, now: cfg.Now, newID: cfg.NewOrderID, log: cfg.Logger,
 		maxOpen: cfg.MaxOpenOrders, queryGap: cfg.QueryInterval, jobs: cfg.Jobs,
 	}
+	a.channels = channelsByName(cfg.Channel, cfg.Channels)
 	if a.maxOpen == 0 {
 		a.maxOpen = DefaultMaxOpenOrders
 	}
@@ -253,6 +260,9 @@ func (a *App) CreateOrder(ctx context.Context, caller string, in CreateOrderInpu
 // service app the payer's openid, the appid and the attach text.
 type newOrder struct {
 	app, owner, payer, wechatAppID, attach string
+	// channel is "" for the default channel; clientIP, returnURL and
+	// quitURL only for the H5 channels.
+	channel, clientIP, returnURL, quitURL string
 }
 
 func (a *App) createOrder(ctx context.Context, who newOrder, in CreateOrderInput) (o order.Order, created bool, err error) {
@@ -284,6 +294,7 @@ func (a *App) createOrder(ctx context.Context, who newOrder, in CreateOrderInput
 		return order.Order{}, false, &Error{Kind: KindInvalid, Code: CodeOrderTooLarge, Message: fmt.Sprintf("the order total is over the limit of %d fen", order.MaxTotalFen), Err: err}
 	}
 	o.AppID, o.PayerOpenID, o.WeChatAppID, o.Attach = who.app, who.payer, who.wechatAppID, who.attach
+	o.Channel, o.ClientIP, o.ReturnURL, o.QuitURL = who.channel, who.clientIP, who.returnURL, who.quitURL
 	err = a.store.InsertOrder(ctx, o)
 	if errors.Is(err, order.ErrDuplicate) {
 		// A concurrent request with the same request id won the insert.
@@ -332,7 +343,8 @@ func (a *App) replay(ctx context.Context, who newOrder, in CreateOrderInput) (or
 		return order.Order{}, false, storeError("load order by request id", err)
 	}
 	if prev.ProductID != in.ProductID || prev.Quantity != in.Quantity || prev.Attach != who.attach ||
-		prev.PayerOpenID != who.payer || (who.wechatAppID != "" && prev.WeChatAppID != who.wechatAppID) {
+		prev.PayerOpenID != who.payer || (who.wechatAppID != "" && prev.WeChatAppID != who.wechatAppID) ||
+		prev.Channel != who.channel || prev.ReturnURL != who.returnURL || prev.QuitURL != who.quitURL {
 		return order.Order{}, true, Errorf(KindConflict, CodeIdempotencyConflict, "request_id %q was already used for a different order", in.RequestID)
 	}
 	if _, err := a.ensureCreated(ctx, prev); err != nil {
@@ -369,29 +381,42 @@ func (a *App) pay(ctx context.Context, o order.Order) (PayResult, error) {
 	if !now.Before(o.ExpiresAt) {
 		return PayResult{}, Errorf(KindConflict, CodeOrderExpired, "order %s expired at %s; create a new order", o.ID, o.ExpiresAt.Format(time.RFC3339))
 	}
-	prepayID := o.PrepayID
-	if prepayID == "" || !now.Before(o.PrepayExpiresAt) {
-		prepayID, err = a.channel.Prepay(ctx, PrepayRequest{
-			AppID:       o.WeChatAppID,
-			OutTradeNo:  o.ID,
-			Description: o.Product.Title,
-			TotalFen:    o.TotalFen,
-			PayerOpenID: o.Payer(),
-			// Always the order's own expiry, so a repeated prepay carries
-			// identical parameters and WeChat re-issues instead of refusing.
-			TimeExpire: o.ExpiresAt,
-		})
+	ch, err := a.channelOf(o)
+	if err != nil {
+		return PayResult{}, channelError("prepay "+o.ID, err)
+	}
+	// A channel that signs its parameters locally reuses a stored ref
+	// (JSAPI's prepay_id) while it is valid: no call to the provider.
+	if rs, ok := capability[Resigner](ch); ok && o.PrepayID != "" && now.Before(o.PrepayExpiresAt) {
+		params, err := rs.PaymentParams(o.WeChatAppID, o.PrepayID)
 		if err != nil {
-			return PayResult{}, a.prepayFailed(ctx, o, err)
+			return PayResult{}, fmt.Errorf("sign payment params for %s: %w", o.ID, err)
 		}
-		if err := a.store.SetPrepay(ctx, o.ID, prepayID, now.Add(prepayReuseWindow)); err != nil {
+		return PayResult{OrderID: o.ID, Payment: params}, nil
+	}
+	p, err := ch.Prepay(ctx, PrepayRequest{
+		AppID:       o.WeChatAppID,
+		OutTradeNo:  o.ID,
+		Description: o.Product.Title,
+		TotalFen:    o.TotalFen,
+		PayerOpenID: o.Payer(),
+		// Always the order's own expiry, so a repeated prepay carries
+		// identical parameters and the provider re-issues instead of
+		// refusing.
+		TimeExpire: o.ExpiresAt,
+		ClientIP:   o.ClientIP,
+		ReturnURL:  o.ReturnURL,
+		QuitURL:    o.QuitURL,
+	})
+	if err != nil {
+		return PayResult{}, a.prepayFailed(ctx, o, err)
+	}
+	if p.Ref != "" {
+		if err := a.store.SetPrepay(ctx, o.ID, p.Ref, now.Add(prepayReuseWindow)); err != nil {
 			return PayResult{}, storeError("save prepay id", err)
 		}
 	}
-	params, err := a.channel.PaymentParams(o.WeChatAppID, prepayID)
-	if err != nil {
-		return PayResult{}, fmt.Errorf("sign payment params for %s: %w", o.ID, err)
-	}
+	params := p.Payment
 	return PayResult{OrderID: o.ID, Payment: params}, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ const (
 	CodeInvalidAppID        = "INVALID_APP_ID"
 	CodeInvalidName         = "INVALID_NAME"
 	CodeInvalidWeChatAppIDs = "INVALID_WECHAT_APPIDS"
+	CodeInvalidChannels     = "INVALID_CHANNELS"
 	CodeInvalidMerchant     = "INVALID_MERCHANT"
 	CodeInvalidStatus       = "INVALID_STATUS"
 	CodeInvalidURL          = "INVALID_URL"
@@ -174,6 +176,7 @@ type AppInput struct {
 	Name         string
 	Merchant     string   // default MerchantDefault
 	WeChatAppIDs []string // default the channel's default appid
+	Channels     []string // default wechat_jsapi
 }
 
 // NewCredential is a secret shown once, when it is made.
@@ -190,12 +193,13 @@ type AppView struct {
 }
 
 func viewApp(x order.App) AppView {
+	x.Channels = x.EnabledChannels()
 	return AppView{App: x, Keys: x.SortedKeys(), Endpoints: x.SortedEndpoints()}
 }
 
 // CreateApp registers a client app with one API key, shown once.
 // Errors: INVALID_APP_ID, INVALID_NAME, INVALID_MERCHANT,
-// INVALID_WECHAT_APPIDS, APP_EXISTS, SERVICE_MODE_NOT_CONFIGURED,
+// INVALID_WECHAT_APPIDS, INVALID_CHANNELS, APP_EXISTS, SERVICE_MODE_NOT_CONFIGURED,
 // STORE_UNAVAILABLE.
 func (a *App) CreateApp(ctx context.Context, in AppInput) (AppView, NewCredential, error) {
 	svc, err := a.service()
@@ -218,8 +222,12 @@ func (a *App) CreateApp(ctx context.Context, in AppInput) (AppView, NewCredentia
 	if err != nil {
 		return AppView{}, NewCredential{}, err
 	}
+	channels, err := checkChannels(in.Channels, true)
+	if err != nil {
+		return AppView{}, NewCredential{}, err
+	}
 	now := a.now().UTC().Truncate(time.Millisecond)
-	x := order.App{ID: in.ID, Name: in.Name, Status: order.AppActive, Merchant: in.Merchant, WeChatAppIDs: ids,
+	x := order.App{ID: in.ID, Name: in.Name, Status: order.AppActive, Merchant: in.Merchant, WeChatAppIDs: ids, Channels: channels,
 		Keys: map[string]order.APIKey{}, Endpoints: map[string]order.Endpoint{}, CreatedAt: now, UpdatedAt: now}
 	cred := newKey(svc, x.ID, now)
 	x.Keys[cred.ID] = order.APIKey{ID: cred.ID, SecretHash: order.HashSecret(cred.Secret), CreatedAt: now}
@@ -328,11 +336,12 @@ type AppUpdate struct {
 	Name         *string
 	Status       *string
 	WeChatAppIDs []string // nil: unchanged
+	Channels     []string // nil: unchanged
 }
 
 // UpdateApp renames, enables or disables an app, or changes its appids.
 // Errors: APP_NOT_FOUND, INVALID_NAME, INVALID_STATUS, INVALID_WECHAT_APPIDS,
-// STORE_UNAVAILABLE.
+// INVALID_CHANNELS, STORE_UNAVAILABLE.
 func (a *App) UpdateApp(ctx context.Context, id string, up AppUpdate) (AppView, error) {
 	x, err := a.loadApp(ctx, id)
 	if err != nil {
@@ -359,7 +368,33 @@ func (a *App) UpdateApp(ctx context.Context, id string, up AppUpdate) (AppView, 
 			return AppView{}, err
 		}
 	}
+	if up.Channels != nil {
+		if x.Channels, err = checkChannels(up.Channels, false); err != nil {
+			return AppView{}, err
+		}
+	}
 	return a.saveApp(ctx, x, "app updated")
+}
+
+// checkChannels accepts distinct known channel names; none is the default
+// channel only when absent is allowed. A channel need not be configured
+// here yet: the app may enable it ahead of the deployment, and its orders
+// are refused with CHANNEL_NOT_ENABLED until then.
+func checkChannels(names []string, absentOK bool) ([]string, error) {
+	if len(names) == 0 {
+		if absentOK {
+			return []string{ChannelWeChatJSAPI}, nil
+		}
+		return nil, Errorf(KindInvalid, CodeInvalidChannels, "channels cannot be empty")
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if !contains(KnownChannels, n) || seen[n] {
+			return nil, Errorf(KindInvalid, CodeInvalidChannels, "channels must be distinct names among %s", strings.Join(KnownChannels, ", "))
+		}
+		seen[n] = true
+	}
+	return slices.Clone(names), nil
 }
 
 func (a *App) saveApp(ctx context.Context, x order.App, what string) (AppView, error) {

@@ -274,7 +274,7 @@ func (a *App) reconcileBill(ctx context.Context, day string, stopAt time.Time) (
 		r.CreatedAt = now
 	}
 	log := a.log.With("bill_date", day, "channel", ChannelWeChatPay)
-	src, ok := a.channel.(BillSource)
+	src, ok := capability[BillSource](a.channel)
 	if !ok {
 		r.Status, r.Error = BillDownloadFailed, "the payment channel has no bills"
 		return a.saveBill(ctx, r, old, nil, begin, fmt.Errorf("reconcile bill %s: %s", day, r.Error))

@@ -162,7 +162,11 @@ func (a *App) closeExpired(ctx context.Context, o order.Order) (order.Order, err
 	if settled.Status != order.StatusNotPay {
 		return settled, nil
 	}
-	err = a.channel.CloseOrder(ctx, o.ID)
+	ch, err := a.channelOf(o)
+	if err != nil {
+		return order.Order{}, channelError("close "+o.ID, err)
+	}
+	err = ch.CloseOrder(ctx, o.ID)
 	switch {
 	case err == nil, errors.Is(err, ErrTradeNotFound):
 		// Closed at WeChat Pay, or never prepaid there: nothing can pay it now.
@@ -253,7 +257,7 @@ func (a *App) ReconcileWith(ctx context.Context, opts JobOptions) (JobReport, er
 // reconcileRefund asks WeChat Pay about a refund still REFUNDING and
 // follows its answer; abnormal reports a refund WeChat Pay calls ABNORMAL.
 func (a *App) reconcileRefund(ctx context.Context, r order.Refund) (after order.Refund, abnormal bool, err error) {
-	res, err := a.channel.QueryRefund(ctx, r.ID)
+	res, err := a.queryRefund(ctx, r)
 	if errors.Is(err, ErrTradeNotFound) {
 		// Admitted here but never reached WeChat Pay (the function died, or
 		// WeChat Pay was down): send it now.

@@ -79,7 +79,7 @@ func (a *App) refund(ctx context.Context, in RefundInput, appID, requestID strin
 	if err != nil {
 		return order.Refund{}, false, err
 	}
-	r, created, err := a.admitRefund(ctx, in, paid, o.AppID, requestID)
+	r, created, err := a.admitRefund(ctx, in, paid, o, requestID)
 	if err != nil || !created {
 		return r, false, err
 	}
@@ -138,7 +138,7 @@ func (a *App) paidTotal(ctx context.Context, o order.Order) (int64, error) {
 // admitRefund takes the order's next refund slot if the amount still fits.
 // Slots are unique per order, so concurrent refunds are admitted one at a
 // time, each checking the sum of those admitted before it.
-func (a *App) admitRefund(ctx context.Context, in RefundInput, paid int64, appID, requestID string) (order.Refund, bool, error) {
+func (a *App) admitRefund(ctx context.Context, in RefundInput, paid int64, o order.Order, requestID string) (order.Refund, bool, error) {
 	for range maxRefundSlotAttempts {
 		refunds, err := a.store.Refunds(ctx, in.OrderID)
 		if err != nil {
@@ -160,7 +160,7 @@ func (a *App) admitRefund(ctx context.Context, in RefundInput, paid int64, appID
 				Message: fmt.Sprintf("refunding %d fen would exceed the %d fen paid (%d fen already refunded or refunding)", in.AmountFen, paid, held), Err: err}
 		}
 		now := a.now().UTC().Truncate(time.Millisecond)
-		r := order.Refund{ID: in.OutRefundNo, AppID: appID, RequestID: requestID, OrderID: in.OrderID, Slot: slot + 1, AmountFen: in.AmountFen,
+		r := order.Refund{ID: in.OutRefundNo, AppID: o.AppID, RequestID: requestID, OrderID: in.OrderID, Channel: o.Channel, Slot: slot + 1, AmountFen: in.AmountFen,
 			Reason: in.Reason, Status: order.RefundPending, CreatedAt: now, UpdatedAt: now}
 		err = a.store.InsertRefund(ctx, r)
 		if err == nil {
@@ -178,7 +178,11 @@ func (a *App) admitRefund(ctx context.Context, in RefundInput, paid int64, appID
 // submitRefund sends an admitted refund to WeChat Pay and records a final
 // answer if there is one.
 func (a *App) submitRefund(ctx context.Context, r order.Refund, paid int64) (order.Refund, error) {
-	res, err := a.channel.Refund(ctx, RefundRequest{OutTradeNo: r.OrderID, OutRefundNo: r.ID, RefundFen: r.AmountFen, TotalFen: paid, Reason: r.Reason})
+	ch, err := a.channelNamed(r.ChannelName())
+	if err != nil {
+		return r, channelError("refund "+r.ID, err)
+	}
+	res, err := ch.Refund(ctx, RefundRequest{OutTradeNo: r.OrderID, OutRefundNo: r.ID, RefundFen: r.AmountFen, TotalFen: paid, Reason: r.Reason})
 	switch {
 	case errors.Is(err, ErrChannelUnavailable):
 		return r, channelError("refund "+r.ID, err)
@@ -194,7 +198,7 @@ func (a *App) submitRefund(ctx context.Context, r order.Refund, paid int64) (ord
 // failed and its amount freed. While WeChat Pay cannot be asked, the refund
 // stays REFUNDING and holds its amount: it may still be paid.
 func (a *App) refundRefused(ctx context.Context, r order.Refund, refusal error) (order.Refund, error) {
-	res, err := a.channel.QueryRefund(ctx, r.ID)
+	res, err := a.queryRefund(ctx, r)
 	switch {
 	case errors.Is(err, ErrTradeNotFound):
 		if _, derr := a.decideRefund(ctx, r, RefundResult{OutRefundNo: r.ID, Status: RefundStateClosed}); derr != nil {
@@ -284,7 +288,15 @@ func (a *App) emitRefund(ctx context.Context, d order.RefundDecision, r order.Re
 // Errors: INVALID_NOTIFICATION, NOTIFICATION_MISMATCH, REFUND_NOT_FOUND,
 // STORE_UNAVAILABLE, PAYMENT_CHANNEL_UNAVAILABLE.
 func (a *App) VerifyRefund(ctx context.Context, header http.Header, body []byte) error {
-	n, err := a.channel.ParseRefundNotification(ctx, header, body)
+	wx, err := a.provider(ProviderWeChatPay)
+	if err != nil {
+		return channelError("verify refund notification", err)
+	}
+	rn, ok := capability[RefundNotifier](wx)
+	if !ok {
+		return channelError("verify refund notification", fmt.Errorf("channel %s has no refund notifications: %w", wx.Name(), ErrChannelUnavailable))
+	}
+	n, err := rn.ParseRefundNotification(ctx, header, body)
 	switch {
 	case errors.Is(err, ErrBadNotification):
 		a.countRejected(ctx, header)
@@ -296,7 +308,7 @@ func (a *App) VerifyRefund(ctx context.Context, header http.Header, body []byte)
 	}
 	res := n.Refund
 	log := a.log.With("notification_id", n.ID, "out_refund_no", res.OutRefundNo, "order_id", res.OutTradeNo)
-	if res.MchID != a.channel.MchID() {
+	if res.MchID != wx.MchID() {
 		log.ErrorContext(ctx, "verified refund notification for another merchant; rejected", "mchid", res.MchID)
 		a.count(ctx, "", MetricVerificationFailures, 1)
 		return Errorf(KindInvalid, CodeNotificationMismatch, "the notification's mchid does not match this merchant")

@@ -26,18 +26,29 @@ const (
 const CodeLatePaymentUnconfirmed = "LATE_PAYMENT_UNCONFIRMED"
 
 // VerifyPayment handles a WeChat Pay payment notification from its exact
-// headers and raw body. A nil error means "acknowledge": the payment is
-// recorded (or there was nothing to record). Any error means "do not
-// acknowledge", so WeChat Pay delivers again; nothing is changed by a
-// notification that fails verification or does not match this merchant.
+// headers and raw body: VerifyNotification for ProviderWeChatPay.
+func (a *App) VerifyPayment(ctx context.Context, header http.Header, body []byte) error {
+	return a.VerifyNotification(ctx, ProviderWeChatPay, header, body)
+}
+
+// VerifyNotification handles a provider's payment notification from its
+// exact headers and raw body. A nil error means "acknowledge": the payment
+// is recorded (or there was nothing to record). Any error means "do not
+// acknowledge", so the provider delivers again; nothing is changed by a
+// notification that fails verification or does not match this merchant,
+// or names an order paid through another provider.
 //
 // A genuine payment of the wrong amount is recorded in the ledger, moves the
 // order to EXCEPTION, is logged at error level and acknowledged: a retry
 // would not change it.
 // Errors: INVALID_NOTIFICATION, NOTIFICATION_MISMATCH, ORDER_NOT_FOUND,
 // STORE_UNAVAILABLE, PAYMENT_CHANNEL_UNAVAILABLE.
-func (a *App) VerifyPayment(ctx context.Context, header http.Header, body []byte) error {
-	n, err := a.channel.ParseNotification(ctx, header, body)
+func (a *App) VerifyNotification(ctx context.Context, provider string, header http.Header, body []byte) error {
+	ch, err := a.provider(provider)
+	if err != nil {
+		return channelError("verify notification", err)
+	}
+	n, err := ch.ParseNotification(ctx, header, body)
 	switch {
 	case errors.Is(err, ErrBadNotification):
 		a.countRejected(ctx, header)
@@ -57,7 +68,7 @@ func (a *App) VerifyPayment(ctx context.Context, header http.Header, body []byte
 		log().WarnContext(ctx, "notification is not a successful payment; acknowledged without change", "event_type", n.EventType, "trade_state", tx.TradeState)
 		return nil
 	}
-	if !contains(a.channel.AppIDs(), tx.AppID) || tx.MchID != a.channel.MchID() || tx.Currency != order.Currency || tx.TransactionID == "" {
+	if !contains(ch.AppIDs(), tx.AppID) || tx.MchID != ch.MchID() || tx.Currency != order.Currency || tx.TransactionID == "" {
 		log().ErrorContext(ctx, "verified notification does not belong to this merchant; rejected", "appid", tx.AppID, "mchid", tx.MchID, "currency", tx.Currency)
 		a.count(ctx, "", MetricVerificationFailures, 1)
 		return Errorf(KindInvalid, CodeNotificationMismatch, "the notification's appid, mchid, currency or transaction id does not match this merchant")
@@ -72,6 +83,11 @@ func (a *App) VerifyPayment(ctx context.Context, header http.Header, body []byte
 		return Errorf(KindNotFound, CodeOrderNotFound, "no order %s", tx.OutTradeNo)
 	} else if err != nil {
 		return storeError("load order", err)
+	}
+	if oc, err := a.channelOf(o); err != nil || oc.Provider() != provider {
+		log().ErrorContext(ctx, "verified notification names an order paid through another channel; rejected", "channel", o.ChannelName())
+		a.count(ctx, "", MetricVerificationFailures, 1)
+		return Errorf(KindInvalid, CodeNotificationMismatch, "the notification's order is not paid through %s", provider)
 	}
 	if tx.AppID != a.orderAppID(o) {
 		log().ErrorContext(ctx, "verified notification names another appid than its order was paid under; rejected", "appid", tx.AppID)
@@ -178,7 +194,7 @@ func (a *App) dispose(ctx context.Context, transactionID string, d order.Disposi
 func (a *App) latePayment(ctx context.Context, o order.Order, tx Transaction, decision order.Claim, source string) (order.Order, error) {
 	log := a.log.With("order_id", o.ID, "transaction_id", tx.TransactionID, "source", source)
 	if source != "query" {
-		q, err := a.channel.QueryOrder(ctx, o.ID)
+		q, err := a.queryTrade(ctx, o)
 		confirmed := err == nil && paidState(q.TradeState) && q.TransactionID == tx.TransactionID
 		switch {
 		case confirmed:
@@ -316,7 +332,7 @@ func withClaim(o order.Order, c order.Claim) order.Order {
 // reconcile asks WeChat Pay about an unpaid order and settles it to
 // WeChat Pay's truth: paid (or paid wrongly) or closed.
 func (a *App) reconcile(ctx context.Context, o order.Order) (order.Order, error) {
-	tx, err := a.channel.QueryOrder(ctx, o.ID)
+	tx, err := a.queryTrade(ctx, o)
 	if errors.Is(err, ErrTradeNotFound) {
 		return o, nil // never prepaid: WeChat Pay has nothing to say
 	} else if err != nil {
@@ -340,7 +356,11 @@ func (a *App) reconcile(ctx context.Context, o order.Order) (order.Order, error)
 
 // checkQueryReply refuses a query reply about another merchant or order.
 func (a *App) checkQueryReply(o order.Order, tx Transaction) error {
-	if tx.AppID != a.orderAppID(o) || tx.MchID != a.channel.MchID() || tx.OutTradeNo != o.ID {
+	ch, err := a.channelOf(o)
+	if err != nil {
+		return channelError("query "+o.ID, err)
+	}
+	if tx.AppID != a.orderAppID(o) || tx.MchID != ch.MchID() || tx.OutTradeNo != o.ID {
 		return fmt.Errorf("query %s: reply names appid %q mchid %q out_trade_no %q", o.ID, tx.AppID, tx.MchID, tx.OutTradeNo)
 	}
 	return nil
@@ -357,7 +377,7 @@ func (a *App) redecidePayment(ctx context.Context, p order.Payment) (before, aft
 	if err != nil {
 		return o, o, storeError("load order "+p.OutTradeNo, err)
 	}
-	q, err := a.channel.QueryOrder(ctx, o.ID)
+	q, err := a.queryTrade(ctx, o)
 	if err != nil {
 		return o, o, channelError("query "+o.ID, err)
 	}
@@ -377,10 +397,14 @@ func (a *App) redecidePayment(ctx context.Context, p order.Payment) (before, aft
 	}
 }
 
-// orderAppID is the WeChat appid an order is paid under.
+// orderAppID is the appid an order is paid under: its own, or its
+// channel's default.
 func (a *App) orderAppID(o order.Order) string {
 	if o.WeChatAppID != "" {
 		return o.WeChatAppID
 	}
-	return a.channel.AppID()
+	if ch, err := a.channelOf(o); err == nil {
+		return ch.AppID()
+	}
+	return ""
 }

@@ -180,40 +180,89 @@ type WebhookSender interface {
 	Send(ctx context.Context, url string, header http.Header, body []byte) webhook.Result
 }
 
-// Channel is the payment channel (WeChat Pay APIv3). shared/wxpay implements
-// it on wechatpay-go. Its errors wrap ErrChannelUnavailable when WeChat Pay
-// could not be reached or answered with a fault, and ErrTradeNotFound when it
-// does not know the order.
+// Channel is one way to take money: WeChat Pay JSAPI or H5, Alipay wap or
+// mini-program. An order records its channel's Name and everything after
+// prepay (verify, reconcile, refund, close, jobs) dispatches on it.
+// shared/wxpay and shared/alipay implement it; shared/channeltest holds the
+// conformance suite each implementation passes against its simulator.
+// Errors wrap ErrChannelUnavailable when the provider could not be reached
+// or answered with a fault, and ErrTradeNotFound when it does not know the
+// order.
 type Channel interface {
-	// Prepay creates (or, with identical parameters, re-creates) the JSAPI
-	// order at WeChat Pay and returns its prepay id.
-	Prepay(ctx context.Context, req PrepayRequest) (string, error)
-	// PaymentParams signs the parameters wx.requestPayment needs for
-	// prepayID, issued under appID ("" for the channel's default appid).
-	PaymentParams(appID, prepayID string) (PaymentParams, error)
-	// QueryOrder asks WeChat Pay for the order's current state.
+	// Name is the channel an order records (Channel* constants).
+	Name() string
+	// Provider is whose notifications the channel reads (Provider*).
+	// Channels of one provider share a merchant, a notify URL and a
+	// notification format.
+	Provider() string
+	// Prepay creates the trade at the provider (a repeat with identical
+	// parameters re-creates or re-issues it) and returns what the payer's
+	// front end needs.
+	Prepay(ctx context.Context, req PrepayRequest) (Prepaid, error)
+	// QueryOrder asks the provider for the order's current state.
 	QueryOrder(ctx context.Context, outTradeNo string) (Transaction, error)
-	// CloseOrder closes an unpaid order at WeChat Pay.
+	// CloseOrder closes an unpaid order at the provider. An order the
+	// provider never saw wraps ErrTradeNotFound.
 	CloseOrder(ctx context.Context, outTradeNo string) error
-	// ParseNotification verifies a payment notification (signature by serial,
-	// timestamp window, AES-256-GCM decryption) from its exact headers and raw
-	// body. A notification that fails verification returns an error wrapping
-	// ErrBadNotification; it never panics.
+	// ParseNotification verifies a payment notification from its exact
+	// headers and raw body and translates it (a paid trade is EventType
+	// TRANSACTION.SUCCESS, TradeState SUCCESS). A notification that fails
+	// verification returns an error wrapping ErrBadNotification; it never
+	// panics.
 	ParseNotification(ctx context.Context, header http.Header, body []byte) (Notification, error)
-	// Refund asks WeChat Pay to refund part or all of a paid order. The same
-	// out_refund_no refunds once however often it is sent.
+	// Refund asks the provider to refund part or all of a paid order. The
+	// same out_refund_no refunds once however often it is sent.
 	Refund(ctx context.Context, req RefundRequest) (RefundResult, error)
-	// QueryRefund asks WeChat Pay for a refund's state.
-	QueryRefund(ctx context.Context, outRefundNo string) (RefundResult, error)
-	// ParseRefundNotification verifies a refund notification exactly like
-	// ParseNotification and decrypts its refund.
-	ParseRefundNotification(ctx context.Context, header http.Header, body []byte) (RefundNotification, error)
-	// AppID and MchID are the merchant identifiers notifications must carry.
-	// AppID is the default appid; AppIDs lists every appid bound to the
-	// merchant, the default first. An order is paid under one of them.
+	// QueryRefund asks the provider for the state of the order's refund.
+	QueryRefund(ctx context.Context, outTradeNo, outRefundNo string) (RefundResult, error)
+	// AppID and MchID are the merchant identifiers notifications must carry
+	// (for Alipay: app_id and seller_id). AppID is the default appid; AppIDs
+	// lists every appid bound to the merchant, the default first. An order is
+	// paid under one of them.
 	AppID() string
 	AppIDs() []string
 	MchID() string
+}
+
+// Channel names, as orders record them. An order stored before channels
+// existed has none and is ChannelWeChatJSAPI.
+const (
+	ChannelWeChatJSAPI = "wechat_jsapi" // WeChat Pay inside a mini-program (wx.requestPayment)
+	ChannelWeChatH5    = "wechat_h5"    // WeChat Pay from a mobile browser (h5_url)
+	ChannelAlipayWap   = "alipay_wap"   // Alipay from a mobile browser (alipay.trade.wap.pay)
+	ChannelAlipayMini  = "alipay_mini"  // Alipay inside an Alipay mini-program (my.tradePay)
+)
+
+// Providers: whose notifications a channel reads.
+const (
+	ProviderWeChatPay = "wechatpay"
+	ProviderAlipay    = "alipay"
+)
+
+// Prepaid is a channel's answer to prepay.
+type Prepaid struct {
+	// Ref is what a repeat may reuse instead of asking the provider again
+	// (WeChat's prepay_id, Alipay's trade_no); "" when nothing can be.
+	Ref string
+	// Payment is what the front end passes to the provider.
+	Payment PaymentParams
+}
+
+// Resigner is a channel whose payment parameters are signed afresh from a
+// stored Ref (WeChat JSAPI's paySign over a prepay_id), so a repeated pay
+// needs no call to the provider while the Ref is valid.
+type Resigner interface {
+	// PaymentParams signs the front end's parameters for ref, issued under
+	// appID ("" for the channel's default appid).
+	PaymentParams(appID, ref string) (PaymentParams, error)
+}
+
+// RefundNotifier is a channel whose provider notifies refunds on their own
+// (WeChat Pay); Alipay's refunds arrive as payment notifications.
+type RefundNotifier interface {
+	// ParseRefundNotification verifies a refund notification exactly like
+	// ParseNotification and decrypts its refund.
+	ParseRefundNotification(ctx context.Context, header http.Header, body []byte) (RefundNotification, error)
 }
 
 // Channel errors, tested with errors.Is.
@@ -223,27 +272,40 @@ var (
 	ErrBadNotification    = errors.New("notification failed verification")
 )
 
-// PrepayRequest is what the channel sends to create a JSAPI order. appid,
-// mchid and notify_url come from the channel's own configuration.
+// PrepayRequest is what a channel sends to create a trade. appid, mchid
+// and notify_url come from the channel's own configuration.
 type PrepayRequest struct {
 	AppID       string // one of the channel's AppIDs; "" for its default
 	OutTradeNo  string
 	Description string
 	TotalFen    int64
-	PayerOpenID string
+	PayerOpenID string    // JSAPI: the payer's openid; alipay_mini: buyer_open_id
 	TimeExpire  time.Time // sent in +08:00
 	Attach      string
+	ClientIP    string // H5 channels: the payer's IP as the buyer's browser sent it
+	ReturnURL   string // H5 channels: where the buyer's browser goes after paying
+	QuitURL     string // alipay_wap: where the buyer's browser goes on cancel
+	// ProfitSharing asks the provider to freeze the payment for a later
+	// split (WeChat Pay settle_info.profit_sharing).
+	ProfitSharing bool
 }
 
-// PaymentParams are the arguments of wx.requestPayment, spelled as the
-// mini-program API spells them.
+// PaymentParams is what the front end passes to the provider: for
+// wechat_jsapi the arguments of wx.requestPayment, spelled as the
+// mini-program API spells them; for wechat_h5 the h5_url to open; for
+// alipay_wap the pay_url to open; for alipay_mini the trade_no for
+// my.tradePay. A channel fills its own fields only.
 type PaymentParams struct {
-	AppID     string `json:"appId"`
-	TimeStamp string `json:"timeStamp"`
-	NonceStr  string `json:"nonceStr"`
-	Package   string `json:"package"`
-	SignType  string `json:"signType"`
-	PaySign   string `json:"paySign"`
+	AppID     string `json:"appId,omitempty"`
+	TimeStamp string `json:"timeStamp,omitempty"`
+	NonceStr  string `json:"nonceStr,omitempty"`
+	Package   string `json:"package,omitempty"`
+	SignType  string `json:"signType,omitempty"`
+	PaySign   string `json:"paySign,omitempty"`
+
+	H5URL   string `json:"h5_url,omitempty"`
+	PayURL  string `json:"pay_url,omitempty"`
+	TradeNo string `json:"trade_no,omitempty"`
 }
 
 // Transaction is WeChat Pay's view of an order, from a verified notification

@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"net/url"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -27,10 +29,10 @@ const (
 	CodeProductExists      = "PRODUCT_EXISTS"
 	CodeChannelNotEnabled  = "CHANNEL_NOT_ENABLED"
 	CodeInvalidWeChatAppID = "INVALID_WECHAT_APPID"
+	CodeInvalidClientIP    = "INVALID_CLIENT_IP"
+	CodeInvalidReturnURL   = "INVALID_RETURN_URL"
+	CodeInvalidQuitURL     = "INVALID_QUIT_URL"
 )
-
-// ChannelWeChatJSAPI is WeChat Pay inside a mini-program (wx.requestPayment).
-const ChannelWeChatJSAPI = "wechat_jsapi"
 
 // MaxAttach is the most bytes of attach an order carries to its events.
 const MaxAttach = 1024
@@ -39,7 +41,6 @@ var (
 	buyerPattern    = regexp.MustCompile(`^[A-Za-z0-9_.:@+-]{1,64}$`)
 	openIDPattern   = regexp.MustCompile(`^[A-Za-z0-9_-]{6,128}$`)
 	refundIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
-	channelPattern  = regexp.MustCompile(`^[a-z_]{1,32}$`)
 )
 
 // ProductInput is a product as a server creates it.
@@ -150,8 +151,11 @@ type ServiceOrderInput struct {
 	Buyer       string // the app's own reference for its buyer
 	Attach      string // up to 1 KiB, carried to every event of the order
 	Channel     string // default wechat_jsapi
-	PayerOpenID string // JSAPI: who pays, in the app's mini-program
-	WeChatAppID string // JSAPI: one of the app's appids; default its first
+	PayerOpenID string // wechat_jsapi: who pays, in the app's mini-program; alipay_mini: buyer_open_id
+	WeChatAppID string // wechat_jsapi: one of the app's appids; default its first
+	ClientIP    string // wechat_h5 (required), alipay_wap: the buyer's IP
+	ReturnURL   string // wechat_h5, alipay_wap: where the browser goes after paying
+	QuitURL     string // alipay_wap: where the browser goes on cancel
 }
 
 // ServiceOrder is an order as a server sees it, with the payment
@@ -165,7 +169,7 @@ type ServiceOrder struct {
 }
 
 func (a *App) serviceView(v OrderView, params *PaymentParams) ServiceOrder {
-	return ServiceOrder{EventOrder: eventOrder(v.Order), Attach: v.Attach, Channel: ChannelWeChatJSAPI, Refund: v.Refund, Payment: params}
+	return ServiceOrder{EventOrder: eventOrder(v.Order), Attach: v.Attach, Channel: v.ChannelName(), Refund: v.Refund, Payment: params}
 }
 
 // CreateServiceOrder creates an order for one of the app's buyers, priced
@@ -183,29 +187,11 @@ func (a *App) CreateServiceOrder(ctx context.Context, x order.App, in ServiceOrd
 	case len(in.Attach) > MaxAttach || !utf8.ValidString(in.Attach):
 		return ServiceOrder{}, false, Errorf(KindInvalid, CodeInvalidAttach, "attach is at most %d bytes of UTF-8", MaxAttach)
 	}
-	if in.Channel == "" {
-		in.Channel = ChannelWeChatJSAPI
+	who, err := a.serviceBuyer(x, in)
+	if err != nil {
+		return ServiceOrder{}, false, err
 	}
-	if in.Channel != ChannelWeChatJSAPI {
-		if !channelPattern.MatchString(in.Channel) {
-			return ServiceOrder{}, false, Errorf(KindInvalid, CodeInvalidChannel, "channel must be %s", ChannelWeChatJSAPI)
-		}
-		return ServiceOrder{}, false, Errorf(KindInvalid, CodeChannelNotEnabled, "channel %s is not enabled here; use %s", in.Channel, ChannelWeChatJSAPI)
-	}
-	if !openIDPattern.MatchString(in.PayerOpenID) {
-		return ServiceOrder{}, false, Errorf(KindInvalid, CodeInvalidPayer, "payer_openid must be the buyer's openid in the app's mini-program")
-	}
-	wx := in.WeChatAppID
-	if wx == "" && len(x.WeChatAppIDs) > 0 {
-		wx = x.WeChatAppIDs[0]
-	}
-	if !contains(x.WeChatAppIDs, wx) {
-		return ServiceOrder{}, false, Errorf(KindInvalid, CodeInvalidWeChatAppID, "wechat_appid must be one of the app's appids")
-	}
-	if wx == a.channel.AppID() {
-		wx = "" // the channel's default: stored as for the default app
-	}
-	o, created, err := a.createOrder(ctx, newOrder{app: x.ID, owner: in.Buyer, payer: in.PayerOpenID, wechatAppID: wx, attach: in.Attach},
+	o, created, err := a.createOrder(ctx, who,
 		CreateOrderInput{ProductID: in.ProductID, Quantity: in.Quantity, RequestID: in.RequestID})
 	if err != nil {
 		return ServiceOrder{}, false, err
@@ -227,6 +213,110 @@ func (a *App) CreateServiceOrder(ctx context.Context, x order.App, in ServiceOrd
 		v.Order = o2
 	}
 	return a.serviceView(v, &res.Payment), created, nil
+}
+
+// serviceBuyer checks the channel and the fields it takes: each channel
+// takes its own and refuses the others', so a caller's mistake is named
+// rather than ignored.
+func (a *App) serviceBuyer(x order.App, in ServiceOrderInput) (newOrder, error) {
+	who := newOrder{app: x.ID, owner: in.Buyer, attach: in.Attach}
+	if in.Channel == "" {
+		in.Channel = ChannelWeChatJSAPI
+	}
+	if !contains(KnownChannels, in.Channel) {
+		return who, Errorf(KindInvalid, CodeInvalidChannel, "channel must be one of %s", strings.Join(KnownChannels, ", "))
+	}
+	if _, ok := a.channels[in.Channel]; !ok || !contains(x.EnabledChannels(), in.Channel) {
+		return who, Errorf(KindInvalid, CodeChannelNotEnabled, "channel %s is not enabled for this app; it may use %s", in.Channel, strings.Join(a.appChannels(x), ", "))
+	}
+	if in.Channel != ChannelWeChatJSAPI {
+		who.channel = in.Channel
+	}
+	takes := func(field string, set bool, channels ...string) error {
+		if set && !contains(channels, in.Channel) {
+			return Errorf(KindInvalid, "INVALID_"+strings.ToUpper(field), "%s does not apply to channel %s", field, in.Channel)
+		}
+		return nil
+	}
+	if err := errors.Join(
+		takes("payer_openid", in.PayerOpenID != "", ChannelWeChatJSAPI, ChannelAlipayMini),
+		takes("wechat_appid", in.WeChatAppID != "", ChannelWeChatJSAPI),
+		takes("client_ip", in.ClientIP != "", ChannelWeChatH5, ChannelAlipayWap),
+		takes("return_url", in.ReturnURL != "", ChannelWeChatH5, ChannelAlipayWap),
+		takes("quit_url", in.QuitURL != "", ChannelAlipayWap),
+	); err != nil {
+		var first *Error
+		errors.As(err, &first)
+		return who, first
+	}
+	switch in.Channel {
+	case ChannelWeChatJSAPI, ChannelAlipayMini:
+		if !openIDPattern.MatchString(in.PayerOpenID) {
+			return who, Errorf(KindInvalid, CodeInvalidPayer, "payer_openid must be the buyer's openid in the app's mini-program (6-128 characters of A-Z a-z 0-9 _ -)")
+		}
+		who.payer = in.PayerOpenID
+	case ChannelWeChatH5:
+		if in.ClientIP == "" {
+			return who, Errorf(KindInvalid, CodeInvalidClientIP, "client_ip is required for %s: the buyer's IP address as your server saw it", in.Channel)
+		}
+	}
+	if in.ClientIP != "" {
+		ip, err := netip.ParseAddr(in.ClientIP)
+		if err != nil || ip.Zone() != "" {
+			return who, Errorf(KindInvalid, CodeInvalidClientIP, "client_ip must be an IPv4 or IPv6 address")
+		}
+		who.clientIP = ip.String()
+	}
+	if in.ReturnURL != "" && !webURL(in.ReturnURL) {
+		return who, Errorf(KindInvalid, CodeInvalidReturnURL, "return_url must be an absolute http or https URL of at most %d bytes", maxPageURL)
+	}
+	if in.QuitURL != "" && !webURL(in.QuitURL) {
+		return who, Errorf(KindInvalid, CodeInvalidQuitURL, "quit_url must be an absolute http or https URL of at most %d bytes", maxPageURL)
+	}
+	who.returnURL, who.quitURL = in.ReturnURL, in.QuitURL
+	if in.Channel == ChannelWeChatJSAPI {
+		wx := in.WeChatAppID
+		if wx == "" && len(x.WeChatAppIDs) > 0 {
+			wx = x.WeChatAppIDs[0]
+		}
+		if !contains(x.WeChatAppIDs, wx) {
+			return who, Errorf(KindInvalid, CodeInvalidWeChatAppID, "wechat_appid must be one of the app's appids")
+		}
+		if wx != a.channel.AppID() {
+			who.wechatAppID = wx // the channel's default is stored as for the default app
+		}
+	}
+	// The payer of an H5 order is whoever opens the page; the order keeps
+	// the app's buyer reference as its owner.
+	return who, nil
+}
+
+// maxPageURL bounds return_url and quit_url: they travel in the provider's
+// signed URL.
+const maxPageURL = 512
+
+// webURL reports whether s is an absolute http(s) URL a browser can be
+// sent to.
+func webURL(s string) bool {
+	if len(s) > maxPageURL || !utf8.ValidString(s) {
+		return false
+	}
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && u.User == nil
+}
+
+// appChannels is what the app may use of what is configured here.
+func (a *App) appChannels(x order.App) []string {
+	var out []string
+	for _, c := range x.EnabledChannels() {
+		if _, ok := a.channels[c]; ok {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return []string{"none"}
+	}
+	return out
 }
 
 // GetServiceOrder returns one of the app's orders. With refresh, an unpaid

@@ -25,6 +25,12 @@ import (
 type Config struct {
 	LogLevel slog.Level // PAYFN_LOG_LEVEL: debug, info (default), warn, error
 
+	// Channels (PAYFN_CHANNELS, comma-separated) are the payment channels
+	// configured here: wechat_jsapi (the default), wechat_h5 (the WeChat
+	// Pay merchant's H5 payments), alipay_wap, alipay_mini (Alipay).
+	Channels []string
+	Alipay   Alipay
+
 	MongoURI      string // MONGODB_URI: e.g. mongodb+srv://user:pass@cluster/ (secret: may hold a password)
 	MongoDatabase string // MONGODB_DATABASE: default "payfn"
 
@@ -138,6 +144,7 @@ const (
 	PartAdmin                // the merchant's admin key
 	PartService              // service mode's key
 	PartPlatform             // the appid platform callers must come from (PAYFN_IDENTITY=platform)
+	PartAlipay               // the Alipay merchant (ALIPAY_*)
 )
 
 // Load reads the settings through getenv (os.Getenv in a function) and
@@ -231,6 +238,7 @@ func Load(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("PAYFN_IDENTITY=%q is not token or platform", c.Identity))
 		c.Identity = IdentityToken
 	}
+	errs = loadChannels(&c, getenv, errs)
 	c.ExtraAppIDs, errs = appIDList("WECHATPAY_EXTRA_APPIDS", getenv("WECHATPAY_EXTRA_APPIDS"), c.AppID, errs)
 	// -1 asks WeChat Pay on every queryOrder; anything else is a duration.
 	if v := strings.TrimSpace(getenv("PAYFN_QUERY_INTERVAL")); v == "-1" {
@@ -332,6 +340,8 @@ func (c Config) Need(parts ...Part) error {
 			need("PAYFN_SERVICE_KEY", c.ServiceKey)
 		case PartPlatform:
 			need("WECHAT_APPID", c.AppID)
+		case PartAlipay:
+			c.needAlipay(need)
 		case PartPay:
 			need("WECHAT_APPID", c.AppID)
 			need("WECHATPAY_MCHID", c.MchID)

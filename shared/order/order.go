@@ -47,6 +47,8 @@ type Product struct {
 	Image       string `bson:"image" json:"image"`
 	PriceFen    int64  `bson:"price_fen" json:"price_fen"`
 	Active      bool   `bson:"active" json:"active"`
+	// Split is the product's profit-sharing rule (sharing.go); nil: none.
+	Split *Split `bson:"split,omitempty" json:"split,omitempty"`
 }
 
 // Validate reports whether the product can be stored and sold.
@@ -92,6 +94,18 @@ type Order struct {
 	PayerOpenID string `bson:"payer_openid,omitempty" json:"-"`
 	WeChatAppID string `bson:"wechat_appid,omitempty" json:"-"`
 
+	// Channel is how the order is paid (wechat_jsapi when empty: orders
+	// stored before channels existed). ClientIP, ReturnURL and QuitURL are
+	// what the H5 channels send with each prepay.
+	Channel   string `bson:"channel,omitempty" json:"-"`
+	ClientIP  string `bson:"client_ip,omitempty" json:"-"`
+	ReturnURL string `bson:"return_url,omitempty" json:"-"`
+	QuitURL   string `bson:"quit_url,omitempty" json:"-"`
+
+	// Split is the product's split rule as it was when the order was
+	// created (nil: none); the shareProfits job follows it once paid.
+	Split *Split `bson:"split,omitempty" json:"-"`
+
 	PrepayID        string    `bson:"prepay_id,omitempty" json:"-"`
 	PrepayExpiresAt time.Time `bson:"prepay_expires_at,omitempty" json:"-"`
 	TransactionID   string    `bson:"transaction_id,omitempty" json:"transaction_id,omitempty"`
@@ -100,6 +114,17 @@ type Order struct {
 	ExpiresAt time.Time  `bson:"expires_at" json:"expires_at"`
 	PaidAt    *time.Time `bson:"paid_at,omitempty" json:"paid_at,omitempty"`
 	UpdatedAt time.Time  `bson:"updated_at" json:"updated_at"`
+}
+
+// DefaultChannel is the channel of an order that names none.
+const DefaultChannel = "wechat_jsapi"
+
+// ChannelName is the order's channel, DefaultChannel when it names none.
+func (o Order) ChannelName() string {
+	if o.Channel == "" {
+		return DefaultChannel
+	}
+	return o.Channel
 }
 
 // RequestKey is the order's idempotency key as stored: one buyer's request id
@@ -156,6 +181,7 @@ func NewOrder(id, owner, requestID string, p Product, quantity int64, now time.T
 		Currency:  Currency,
 		Status:    StatusNotPay,
 		Product:   Snapshot{Title: p.Title, Summary: p.Summary, Image: p.Image, PriceFen: p.PriceFen},
+		Split:     p.Split.Clone(),
 		CreatedAt: now,
 		ExpiresAt: now.Add(ttl),
 		UpdatedAt: now,

@@ -5,6 +5,14 @@ import (
 	"time"
 )
 
+// ChannelName is the refund's channel, DefaultChannel when it names none.
+func (r Refund) ChannelName() string {
+	if r.Channel == "" {
+		return DefaultChannel
+	}
+	return r.Channel
+}
+
 // RefundStatus is where a refund is in its life.
 type RefundStatus string
 
@@ -39,6 +47,7 @@ type Refund struct {
 	AppID       string       `bson:"app_id,omitempty" json:"-"`     // DefaultApp when read back empty
 	RequestID   string       `bson:"request_id,omitempty" json:"-"` // a service app's own refund id
 	OrderID     string       `bson:"order_id" json:"order_id"`
+	Channel     string       `bson:"channel,omitempty" json:"-"` // the order's; wechat_jsapi when empty
 	Slot        int          `bson:"slot" json:"-"`
 	AmountFen   int64        `bson:"amount_fen" json:"amount_fen"`
 	Reason      string       `bson:"reason,omitempty" json:"reason,omitempty"`

@@ -32,15 +32,26 @@ const (
 // the deployment (its keys stay in the secret store); an app only says which
 // of its bound WeChat appids it sells under.
 type App struct {
-	ID           string              `bson:"_id" json:"id"`
-	Name         string              `bson:"name" json:"name"`
-	Status       AppStatus           `bson:"status" json:"status"`
-	Merchant     string              `bson:"merchant" json:"merchant"`
-	WeChatAppIDs []string            `bson:"wechat_appids" json:"wechat_appids"`
-	Keys         map[string]APIKey   `bson:"keys" json:"-"`
-	Endpoints    map[string]Endpoint `bson:"endpoints" json:"-"`
-	CreatedAt    time.Time           `bson:"created_at" json:"created_at"`
-	UpdatedAt    time.Time           `bson:"updated_at" json:"updated_at"`
+	ID           string    `bson:"_id" json:"id"`
+	Name         string    `bson:"name" json:"name"`
+	Status       AppStatus `bson:"status" json:"status"`
+	Merchant     string    `bson:"merchant" json:"merchant"`
+	WeChatAppIDs []string  `bson:"wechat_appids" json:"wechat_appids"`
+	// Channels the app's orders may use; an app stored without any has
+	// DefaultChannel only.
+	Channels  []string            `bson:"channels,omitempty" json:"channels"`
+	Keys      map[string]APIKey   `bson:"keys" json:"-"`
+	Endpoints map[string]Endpoint `bson:"endpoints" json:"-"`
+	CreatedAt time.Time           `bson:"created_at" json:"created_at"`
+	UpdatedAt time.Time           `bson:"updated_at" json:"updated_at"`
+}
+
+// EnabledChannels is the channels the app's orders may use.
+func (a App) EnabledChannels() []string {
+	if len(a.Channels) == 0 {
+		return []string{DefaultChannel}
+	}
+	return a.Channels
 }
 
 // APIKey is one of an app's server-API keys. Only a hash of its secret is

@@ -59,6 +59,7 @@ type Payment struct {
 	TransactionID  string    `bson:"_id" json:"transaction_id"`
 	App            string    `bson:"app_id,omitempty" json:"app_id,omitempty"` // the payfn app of the order
 	OutTradeNo     string    `bson:"out_trade_no" json:"out_trade_no"`
+	Channel        string    `bson:"channel,omitempty" json:"channel,omitempty"` // the order's; wechat_jsapi when empty
 	AppID          string    `bson:"appid" json:"appid"`
 	MchID          string    `bson:"mchid" json:"mchid"`
 	TradeState     string    `bson:"trade_state" json:"trade_state"`

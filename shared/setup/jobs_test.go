@@ -31,12 +31,14 @@ func (c *askedChannel) QueryOrder(ctx context.Context, no string) (app.Transacti
 	return c.Channel.QueryOrder(ctx, no)
 }
 
-func (c *askedChannel) QueryRefund(ctx context.Context, no string) (app.RefundResult, error) {
+func (c *askedChannel) QueryRefund(ctx context.Context, orderID, no string) (app.RefundResult, error) {
 	c.mu.Lock()
 	c.refund[no]++
 	c.mu.Unlock()
-	return c.Channel.QueryRefund(ctx, no)
+	return c.Channel.QueryRefund(ctx, orderID, no)
 }
+
+func (c *askedChannel) Unwrap() app.Channel { return c.Channel }
 
 // askedOrders counts the distinct orders of ids asked about so far.
 func (c *askedChannel) askedOrders(ids []string) int {

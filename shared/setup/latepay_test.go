@@ -44,6 +44,8 @@ type closeRacesPayment struct{ app.Channel }
 
 func (closeRacesPayment) CloseOrder(context.Context, string) error { return nil }
 
+func (c closeRacesPayment) Unwrap() app.Channel { return c.Channel }
+
 // TestASlowCloseNeverOverwritesALatePayment: closeExpired wins the CLOSED
 // decision and stalls before writing it; meanwhile WeChat Pay takes the
 // buyer's payment, the notification wins the late-pay claim, writes PAID
@@ -255,6 +257,8 @@ type countingQueries struct {
 	app.Channel
 	n *atomic.Int64
 }
+
+func (c countingQueries) Unwrap() app.Channel { return c.Channel }
 
 func (c countingQueries) QueryOrder(ctx context.Context, outTradeNo string) (app.Transaction, error) {
 	c.n.Add(1)

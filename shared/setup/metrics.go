@@ -102,13 +102,10 @@ func Instrument(ac *app.Config) {
 		ac.Store = timedStore{ac.Store}
 	}
 	if ac.Channel != nil {
-		ch := timedChannel{ac.Channel}
-		ac.Channel = ch
-		// The bill job finds the channel's bills by asking for BillSource:
-		// keep what the channel implements visible through the wrapper.
-		if b, ok := ch.Channel.(app.BillSource); ok {
-			ac.Channel = billChannel{ch, b}
-		}
+		ac.Channel = timedChannel{ac.Channel}
+	}
+	for i, ch := range ac.Channels {
+		ac.Channels[i] = timedChannel{ch}
 	}
 }
 
@@ -307,7 +304,11 @@ type timedChannel struct{ app.Channel }
 
 const channelLatency = app.MetricChannelLatency
 
-func (ch timedChannel) Prepay(ctx context.Context, req app.PrepayRequest) (string, error) {
+// Unwrap lets the use cases find what the channel implements beyond
+// app.Channel (bills, local signing): those are not timed.
+func (ch timedChannel) Unwrap() app.Channel { return ch.Channel }
+
+func (ch timedChannel) Prepay(ctx context.Context, req app.PrepayRequest) (app.Prepaid, error) {
 	c, t := begin(ctx)
 	defer end(c, channelLatency, t)
 	return ch.Channel.Prepay(ctx, req)
@@ -331,15 +332,8 @@ func (ch timedChannel) Refund(ctx context.Context, req app.RefundRequest) (app.R
 	return ch.Channel.Refund(ctx, req)
 }
 
-func (ch timedChannel) QueryRefund(ctx context.Context, outRefundNo string) (app.RefundResult, error) {
+func (ch timedChannel) QueryRefund(ctx context.Context, outTradeNo, outRefundNo string) (app.RefundResult, error) {
 	c, t := begin(ctx)
 	defer end(c, channelLatency, t)
-	return ch.Channel.QueryRefund(ctx, outRefundNo)
-}
-
-// billChannel is a timed channel that also serves its daily bills (not
-// timed: the bill streams for the whole comparison).
-type billChannel struct {
-	timedChannel
-	app.BillSource
+	return ch.Channel.QueryRefund(ctx, outTradeNo, outRefundNo)
 }

@@ -95,7 +95,7 @@ func NewRotating(fn Function, getenv func(string) string, src secrets.Source, re
 	// The identity mode is not a secret: the environment has it (a bad
 	// value fails the build, which loads the settings again).
 	cfg, _ := config.Load(getenv)
-	parts, ok := partsOf(fn, cfg.Identity)
+	parts, ok := partsOf(fn, cfg)
 	if !ok {
 		return nil, fmt.Errorf("unknown function %q", fn)
 	}
@@ -124,7 +124,7 @@ func fromStore(fn Function, getenv func(string) string, cfg config.Config, logge
 		}
 		return getenv(k)
 	}
-	if parts, ok := partsOf(fn, cfg.Identity); ok {
+	if parts, ok := partsOf(fn, cfg); ok {
 		if c, err := config.Load(withSecret); err == nil {
 			if err := c.Need(parts...); err != nil {
 				return nil, fmt.Errorf("configure %s: %w", fn, err)
@@ -306,6 +306,7 @@ var secretKeys = map[config.Part][]string{
 	config.PartPay:      {"WECHATPAY_MCH_CERT_SERIAL", "WECHATPAY_MCH_PRIVATE_KEY", "WECHATPAY_APIV3_KEY"},
 	config.PartAdmin:    {"PAYFN_ADMIN_KEY"},
 	config.PartService:  {"PAYFN_SERVICE_KEY"},
+	config.PartAlipay:   {"ALIPAY_APP_PRIVATE_KEY"},
 }
 
 // SecretKeys lists the keys fn's secret holds (outside a rotation, which

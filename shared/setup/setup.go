@@ -41,6 +41,7 @@ const (
 	Refund        Function = "refund"
 	Bills         Function = "bills"
 	VerifyRefund  Function = "verifyRefund"
+	AlipayNotify  Function = "alipayNotify"
 	CloseExpired  Function = "closeExpired"
 	Reconcile     Function = "reconcile"
 	ReconcileBill Function = "reconcileBill"
@@ -65,6 +66,7 @@ var Functions = []struct {
 	{Name: Refund, Path: httpapi.PathRefund},
 	{Name: Bills, Path: httpapi.PathBills},
 	{Name: VerifyRefund, Path: httpapi.PathVerifyRefund},
+	{Name: AlipayNotify, Path: httpapi.PathAlipayNotify},
 	{Name: ServerAPI, Path: httpapi.PathServerAPI},
 	{Name: AdminApps, Path: httpapi.PathAdminApps},
 	{Name: CloseExpired, Schedule: "5m"},
@@ -85,6 +87,7 @@ var needs = map[Function][]config.Part{
 	Refund:        {config.PartStore, config.PartPay, config.PartAdmin},
 	Bills:         {config.PartStore, config.PartAdmin},
 	VerifyRefund:  {config.PartStore, config.PartPay},
+	AlipayNotify:  {config.PartStore, config.PartAlipay},
 	CloseExpired:  {config.PartStore, config.PartPay},
 	Reconcile:     {config.PartStore, config.PartPay},
 	ReconcileBill: {config.PartStore, config.PartPay},
@@ -102,14 +105,26 @@ var needs = map[Function][]config.Part{
 // (PAYFN_IDENTITY). In platform mode the client functions take their caller
 // from the platform: instead of the session secret they need the appid the
 // caller must come from.
-func partsOf(fn Function, mode string) ([]config.Part, bool) {
+//
+// With an Alipay channel on (PAYFN_CHANNELS), the functions that act on
+// orders of any channel need the Alipay merchant too.
+func partsOf(fn Function, cfg config.Config) ([]config.Part, bool) {
 	parts, ok := needs[fn]
-	if !ok || mode != config.IdentityPlatform || (fn != CreateOrder && fn != Pay && fn != QueryOrder) {
+	if !ok {
+		return parts, ok
+	}
+	if cfg.UsesAlipay() && slices.Contains(anyChannel, fn) {
+		parts = append(slices.Clone(parts), config.PartAlipay)
+	}
+	if cfg.Identity != config.IdentityPlatform || (fn != CreateOrder && fn != Pay && fn != QueryOrder) {
 		return parts, ok
 	}
 	out := slices.DeleteFunc(slices.Clone(parts), func(p config.Part) bool { return p == config.PartSessions })
 	return append(out, config.PartPlatform), true
 }
+
+// anyChannel are the functions that act on orders of every channel.
+var anyChannel = []Function{Refund, CloseExpired, Reconcile, ServerAPI}
 
 // Logger returns the JSON logger a function writes to stdout, at the level
 // PAYFN_LOG_LEVEL names (info when unset or unreadable).
@@ -240,7 +255,7 @@ func fromEnv(fn Function, getenv func(string) string, logger *slog.Logger) (*htt
 	if err != nil {
 		return nil, nil, fmt.Errorf("load configuration: %w", err)
 	}
-	parts, ok := partsOf(fn, cfg.Identity)
+	parts, ok := partsOf(fn, cfg)
 	if !ok {
 		return nil, nil, fmt.Errorf("unknown function %q", fn)
 	}
@@ -293,6 +308,9 @@ func NewStack(cfg config.Config, opts Options) (*Stack, error) {
 	}
 	if cfg.Identity == config.IdentityPlatform {
 		all = append(all, config.PartPlatform)
+	}
+	if cfg.UsesAlipay() {
+		all = append(all, config.PartAlipay)
 	}
 	api, st, err := build(cfg, all, opts)
 	if err != nil {
@@ -365,6 +383,11 @@ func build(cfg config.Config, parts []config.Part, opts Options) (*httpapi.API, 
 			platform = p
 		}
 	}
+	more, err := moreChannels(cfg, parts, st.Channel, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	ac.Channels = more
 	Instrument(&ac) // metrics, and the store's and channel's latency
 	st.App = app.New(ac)
 	api := httpapi.New(st.App, logger)

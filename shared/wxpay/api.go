@@ -91,7 +91,7 @@ func unavailable(op string, err error) error {
 	return fmt.Errorf("%s: %w: %w", op, app.ErrChannelUnavailable, err)
 }
 
-// Prepay creates the JSAPI order under req.AppID (the default AppID when
+// PrepayID creates the JSAPI order under req.AppID (the default AppID when
 // empty) and returns its prepay_id. An appid not in AppIDs wraps
 // ErrUnboundAppID and sends nothing. The same out_trade_no with identical
 // parameters returns a fresh prepay_id; changed parameters (the appid too)
@@ -99,7 +99,7 @@ func unavailable(op string, err error) error {
 // 127 characters and stripped of characters WeChat refuses (4-byte UTF-8
 // such as emoji). Errors wrap app.ErrChannelUnavailable when WeChat Pay
 // could not answer, or carry an *APIError.
-func (c *Channel) Prepay(ctx context.Context, req app.PrepayRequest) (string, error) {
+func (c *Channel) PrepayID(ctx context.Context, req app.PrepayRequest) (string, error) {
 	op := "prepay " + req.OutTradeNo
 	desc := sanitizeDescription(req.Description)
 	switch {
@@ -140,6 +140,9 @@ func (c *Channel) Prepay(ctx context.Context, req app.PrepayRequest) (string, er
 	if req.Attach != "" {
 		r.Attach = core.String(req.Attach)
 	}
+	if req.ProfitSharing {
+		r.SettleInfo = &jsapi.SettleInfo{ProfitSharing: core.Bool(true)}
+	}
 	resp, _, err := c.api.Prepay(ctx, r)
 	if err != nil {
 		return "", classify(op, err)
@@ -148,6 +151,20 @@ func (c *Channel) Prepay(ctx context.Context, req app.PrepayRequest) (string, er
 		return "", fmt.Errorf("%s: %w: reply without prepay_id", op, app.ErrChannelUnavailable)
 	}
 	return *resp.PrepayId, nil
+}
+
+// Prepay creates the JSAPI order (PrepayID) and signs the
+// wx.requestPayment parameters for it (PaymentParams).
+func (c *Channel) Prepay(ctx context.Context, req app.PrepayRequest) (app.Prepaid, error) {
+	id, err := c.PrepayID(ctx, req)
+	if err != nil {
+		return app.Prepaid{}, err
+	}
+	params, err := c.PaymentParams(req.AppID, id)
+	if err != nil {
+		return app.Prepaid{}, err
+	}
+	return app.Prepaid{Ref: id, Payment: params}, nil
 }
 
 // sanitizeDescription drops invalid UTF-8 and 4-byte characters (WeChat

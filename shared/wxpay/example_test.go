@@ -28,7 +28,7 @@ func Example() {
 		PublicKeyID: k.PublicKeyID, PublicKey: k.PublicKey, BaseURL: sim.URL(),
 	})
 	defer ch.Close()
-	prepayID, err := ch.Prepay(context.Background(), app.PrepayRequest{
+	prepayID, err := ch.PrepayID(context.Background(), app.PrepayRequest{
 		OutTradeNo: "ORDER_000001", Description: "demo", TotalFen: 100, PayerOpenID: "o_demo",
 	})
 	fmt.Println(prepayID != "", err)

@@ -58,7 +58,7 @@ func (c *Channel) Refund(ctx context.Context, req app.RefundRequest) (app.Refund
 
 // QueryRefund asks WeChat Pay for a refund by out_refund_no. An unknown
 // refund wraps app.ErrTradeNotFound.
-func (c *Channel) QueryRefund(ctx context.Context, outRefundNo string) (app.RefundResult, error) {
+func (c *Channel) QueryRefund(ctx context.Context, _, outRefundNo string) (app.RefundResult, error) {
 	op := "query refund " + outRefundNo
 	if outRefundNo == "" {
 		return app.RefundResult{}, errors.New("query refund: empty out_refund_no")

@@ -146,7 +146,17 @@ type Channel struct {
 	closeOnce   sync.Once
 }
 
-var _ app.Channel = (*Channel)(nil)
+var (
+	_ app.Channel        = (*Channel)(nil)
+	_ app.Resigner       = (*Channel)(nil)
+	_ app.RefundNotifier = (*Channel)(nil)
+)
+
+// Name is the channel orders record: WeChat Pay JSAPI.
+func (c *Channel) Name() string { return app.ChannelWeChatJSAPI }
+
+// Provider is WeChat Pay: its notifications come to verifyPayment.
+func (c *Channel) Provider() string { return app.ProviderWeChatPay }
 
 // New validates cfg and builds the channel. It does no network I/O: in
 // platform-certificate mode the certificates are downloaded on first use.

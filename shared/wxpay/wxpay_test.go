@@ -168,7 +168,7 @@ func TestPrepayPaymentParamsPayQueryAndNotificationEndToEnd(t *testing.T) {
 	req := order("E2E_000001", 2990)
 	req.TimeExpire = expire
 	req.Description = strings.Repeat("书", 125) + "🍰ab" + "cdef" // 4-byte rune dropped, cut at 127
-	prepayID, err := ch.Prepay(ctx, req)
+	prepayID, err := ch.PrepayID(ctx, req)
 	if err != nil {
 		t.Fatalf("Prepay: %v", err)
 	}
@@ -249,11 +249,11 @@ func TestPrepayWithIdenticalParametersReturnsAFreshPrepayID(t *testing.T) {
 	ctx := ctxTimeout(t)
 	req := order("REENTRY_01", 100)
 	req.TimeExpire = time.Now().Add(time.Hour)
-	a, err := ch.Prepay(ctx, req)
+	a, err := ch.PrepayID(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := ch.Prepay(ctx, req)
+	b, err := ch.PrepayID(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestPrepayWithIdenticalParametersReturnsAFreshPrepayID(t *testing.T) {
 		t.Errorf("same prepay_id %q twice", a)
 	}
 	req.TotalFen = 101
-	_, err = ch.Prepay(ctx, req)
+	_, err = ch.PrepayID(ctx, req)
 	if wxpay.Code(err) != "OUT_TRADE_NO_USED" || errors.Is(err, app.ErrChannelUnavailable) {
 		t.Errorf("changed amount: err = %v, want OUT_TRADE_NO_USED and not unavailable", err)
 	}
@@ -353,7 +353,7 @@ func TestDeliveredNotificationWithFaultsIsRejectedAndRetried(t *testing.T) {
 	ch := newChannel(t, config(sim, rc.url()))
 	rc.channel.Store(ch)
 	ctx := ctxTimeout(t)
-	id, err := ch.Prepay(ctx, order("FAULTY_001", 1))
+	id, err := ch.PrepayID(ctx, order("FAULTY_001", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +390,7 @@ func TestCloseOrderClosesAndAPaidOrderKeepsItsWeChatCode(t *testing.T) {
 	sim := startSim(t, nil)
 	ch := newChannel(t, config(sim, "https://merchant.example.com/notify"))
 	ctx := ctxTimeout(t)
-	if _, err := ch.Prepay(ctx, order("CLOSE_0001", 1)); err != nil {
+	if _, err := ch.PrepayID(ctx, order("CLOSE_0001", 1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := ch.CloseOrder(ctx, "CLOSE_0001"); err != nil {
@@ -400,7 +400,7 @@ func TestCloseOrderClosesAndAPaidOrderKeepsItsWeChatCode(t *testing.T) {
 		t.Fatalf("after close: %+v, %v", tx, err)
 	}
 
-	id, err := ch.Prepay(ctx, order("CLOSE_0002", 1))
+	id, err := ch.PrepayID(ctx, order("CLOSE_0002", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +430,7 @@ func TestFaultsAndTransportErrorsAreChannelUnavailable(t *testing.T) {
 	}
 
 	sim.SetFaults(paysim.Faults{BadResponseSignature: true})
-	_, err := ch.Prepay(ctx, order("BADSIG_001", 1))
+	_, err := ch.PrepayID(ctx, order("BADSIG_001", 1))
 	sim.SetFaults(paysim.Faults{})
 	if !errors.Is(err, app.ErrChannelUnavailable) {
 		t.Errorf("badly signed reply: err = %v, want ErrChannelUnavailable", err)
@@ -481,7 +481,7 @@ func TestNewDoesNoNetworkIO(t *testing.T) {
 				t.Fatalf("New against a closed port: %v", err)
 			}
 			defer ch.Close()
-			if _, err := ch.Prepay(ctxTimeout(t), order("NOIO_00001", 1)); !errors.Is(err, app.ErrChannelUnavailable) {
+			if _, err := ch.PrepayID(ctxTimeout(t), order("NOIO_00001", 1)); !errors.Is(err, app.ErrChannelUnavailable) {
 				t.Errorf("first call: err = %v, want ErrChannelUnavailable", err)
 			}
 		})
@@ -497,7 +497,7 @@ func TestPlatformCertificateModeEndToEnd(t *testing.T) {
 	rc.channel.Store(ch)
 	ctx := ctxTimeout(t)
 
-	id, err := ch.Prepay(ctx, order("CERTMODE_1", 500))
+	id, err := ch.PrepayID(ctx, order("CERTMODE_1", 500))
 	if err != nil {
 		t.Fatalf("Prepay: %v", err)
 	}
@@ -547,7 +547,7 @@ func TestCombinedModeAcceptsPublicKeyAndCertificateSerials(t *testing.T) {
 	cfg.PlatformCerts = true
 	ch := newChannel(t, cfg)
 	ctx := ctxTimeout(t)
-	if _, err := ch.Prepay(ctx, order("COMBINED_1", 1)); err != nil {
+	if _, err := ch.PrepayID(ctx, order("COMBINED_1", 1)); err != nil {
 		t.Fatalf("Prepay: %v", err)
 	}
 	for name, serial := range map[string]string{"public key id": sim.Keys().PublicKeyID, "certificate serial": sim.Keys().PlatformCertSerial} {
@@ -662,7 +662,7 @@ func TestExtraAppIDPrepayPaymentParamsAndNotification(t *testing.T) {
 
 	req := order("EXTRA_0001", 700)
 	req.AppID = extraAppID
-	prepayID, err := ch.Prepay(ctx, req)
+	prepayID, err := ch.PrepayID(ctx, req)
 	if err != nil {
 		t.Fatalf("Prepay under %s: %v", extraAppID, err)
 	}
@@ -716,7 +716,7 @@ func TestUnboundAppIDIsRefusedBeforeAnyRequest(t *testing.T) {
 			ch := newChannel(t, cfg)
 			req := order("UNBOUND_01", 1)
 			req.AppID = unboundAppID
-			_, err := ch.Prepay(ctxTimeout(t), req)
+			_, err := ch.PrepayID(ctxTimeout(t), req)
 			if !errors.Is(err, wxpay.ErrUnboundAppID) || errors.Is(err, app.ErrChannelUnavailable) {
 				t.Errorf("Prepay: err = %v, want ErrUnboundAppID only", err)
 			}

@@ -30,6 +30,7 @@ const (
 	PathVerifyPayment = "/notify/wechatpay"
 	PathRefund        = "/admin/refund"
 	PathVerifyRefund  = "/notify/wechatpay/refund"
+	PathAlipayNotify  = "/notify/alipay"
 )
 
 // Body limits. Client requests are a few fields; a payment notification is
@@ -66,6 +67,7 @@ func (api *API) Routes() *http.ServeMux {
 	mux.Handle(PathRefund, api.Refund())
 	mux.Handle(PathBills, api.Bills())
 	mux.Handle(PathVerifyRefund, api.VerifyRefund())
+	mux.Handle(PathAlipayNotify, api.AlipayNotify())
 	mux.Handle(PathServerAPI, api.ServerAPI())
 	admin := api.AdminApps()
 	mux.Handle(PathAdminApps, admin)
@@ -236,6 +238,27 @@ func (api *API) VerifyRefund() http.Handler {
 			return err
 		}
 		return writeAck(w)
+	})
+}
+
+// AlipayNotify handles Alipay's asynchronous notification: a form-encoded
+// POST whose raw body the channel verifies (parameters come from the body
+// only, never the query string). Recorded: 200 with the plain body
+// "success", the only answer that stops Alipay's retries. Anything else
+// is a JSON error, which Alipay treats as "send again".
+func (api *API) AlipayNotify() http.Handler {
+	return api.endpoint("alipayNotify", false, func(w http.ResponseWriter, r *http.Request, _ string, lg *logLine) error {
+		body, err := readBody(http.MaxBytesReader(w, r.Body, MaxNotificationBody), r.ContentLength, MaxNotificationBody)
+		if err != nil {
+			return bodyError(err)
+		}
+		if err := api.app.VerifyNotification(r.Context(), app.ProviderAlipay, r.Header, body); err != nil {
+			return err
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		_, err = io.WriteString(w, "success")
+		return err
 	})
 }
 

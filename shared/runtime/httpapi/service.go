@@ -52,6 +52,10 @@ func init() {
 		"name":          app.CodeInvalidName,
 		"merchant":      app.CodeInvalidMerchant,
 		"wechat_appids": app.CodeInvalidWeChatAppIDs,
+		"channels":      app.CodeInvalidChannels,
+		"client_ip":     app.CodeInvalidClientIP,
+		"return_url":    app.CodeInvalidReturnURL,
+		"quit_url":      app.CodeInvalidQuitURL,
 		"status":        app.CodeInvalidStatus,
 		"url":           app.CodeInvalidURL,
 		"events":        app.CodeInvalidEvents,
@@ -211,6 +215,9 @@ type serviceOrderRequest struct {
 	Channel     string          `json:"channel"`
 	PayerOpenID string          `json:"payer_openid"`
 	WeChatAppID string          `json:"wechat_appid"`
+	ClientIP    string          `json:"client_ip"`
+	ReturnURL   string          `json:"return_url"`
+	QuitURL     string          `json:"quit_url"`
 }
 
 type serviceRefundRequest struct {
@@ -291,7 +298,8 @@ func (api *API) ServerAPI() http.Handler {
 					return app.Errorf(app.KindInvalid, app.CodeInvalidQuantity, "quantity must be a whole number from 1 to 999")
 				}
 				o, created, err := api.app.CreateServiceOrder(r.Context(), caller, app.ServiceOrderInput{ProductID: req.ProductID, Quantity: n,
-					RequestID: req.RequestID, Buyer: req.Buyer, Attach: req.Attach, Channel: req.Channel, PayerOpenID: req.PayerOpenID, WeChatAppID: req.WeChatAppID})
+					RequestID: req.RequestID, Buyer: req.Buyer, Attach: req.Attach, Channel: req.Channel, PayerOpenID: req.PayerOpenID, WeChatAppID: req.WeChatAppID,
+					ClientIP: req.ClientIP, ReturnURL: req.ReturnURL, QuitURL: req.QuitURL})
 				if err != nil {
 					return err
 				}
@@ -410,12 +418,14 @@ type appRequest struct {
 	Name         string   `json:"name"`
 	Merchant     string   `json:"merchant"`
 	WeChatAppIDs []string `json:"wechat_appids"`
+	Channels     []string `json:"channels"`
 }
 
 type appPatch struct {
 	Name         *string  `json:"name"`
 	Status       *string  `json:"status"`
 	WeChatAppIDs []string `json:"wechat_appids"`
+	Channels     []string `json:"channels"`
 }
 
 type overlapRequest struct {
@@ -470,7 +480,7 @@ func (api *API) AdminApps() http.Handler {
 			if err := decode(r, &req); err != nil {
 				return err
 			}
-			v, key, err := api.app.CreateApp(r.Context(), app.AppInput{ID: req.AppID, Name: req.Name, Merchant: req.Merchant, WeChatAppIDs: req.WeChatAppIDs})
+			v, key, err := api.app.CreateApp(r.Context(), app.AppInput{ID: req.AppID, Name: req.Name, Merchant: req.Merchant, WeChatAppIDs: req.WeChatAppIDs, Channels: req.Channels})
 			if err != nil {
 				return err
 			}
@@ -501,7 +511,7 @@ func (api *API) AdminApps() http.Handler {
 			if err := decode(r, &req); err != nil {
 				return err
 			}
-			v, err := api.app.UpdateApp(r.Context(), p["app"], app.AppUpdate{Name: req.Name, Status: req.Status, WeChatAppIDs: req.WeChatAppIDs})
+			v, err := api.app.UpdateApp(r.Context(), p["app"], app.AppUpdate{Name: req.Name, Status: req.Status, WeChatAppIDs: req.WeChatAppIDs, Channels: req.Channels})
 			if err != nil {
 				return err
 			}

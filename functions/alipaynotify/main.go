@@ -1,0 +1,20 @@
+// Command alipaynotify is payfn's Alipay asynchronous-notification callback
+// for AWS Lambda, Tencent SCF and CloudBase HTTP functions (scf_bootstrap, PORT).
+package main
+
+import (
+	"os"
+
+	"github.com/payfn/payfn/shared/runtime"
+	"github.com/payfn/payfn/shared/setup"
+)
+
+func main() {
+	logger := setup.Logger(os.Getenv)
+	h, err := setup.Handler(setup.AlipayNotify, os.Getenv, logger)
+	if err != nil {
+		logger.Error("cannot start", "function", setup.AlipayNotify, "err", err)
+		os.Exit(1)
+	}
+	runtime.Start(h, logger)
+}

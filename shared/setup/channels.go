@@ -1,0 +1,59 @@
+package setup
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/payfn/payfn/shared/app"
+	"github.com/payfn/payfn/shared/config"
+	"github.com/payfn/payfn/shared/wxpay"
+)
+
+// channelMaker builds the channels of one provider that PAYFN_CHANNELS
+// lists, from that provider's settings (part). wx is the WeChat Pay
+// channel when the function has one.
+type channelMaker struct {
+	part  config.Part
+	build func(cfg config.Config, wx *wxpay.Channel, logger *slog.Logger) ([]app.Channel, error)
+}
+
+// channelMakers register the channels beyond WeChat Pay JSAPI (which
+// config.PartPay builds as the default channel). A new channel is its own
+// package plus one line here.
+var channelMakers = []channelMaker{
+	{config.PartPay, wechatH5},
+	{config.PartAlipay, alipayChannels},
+}
+
+// moreChannels builds the registered channels the function's parts allow.
+func moreChannels(cfg config.Config, parts []config.Part, wx *wxpay.Channel, logger *slog.Logger) ([]app.Channel, error) {
+	var out []app.Channel
+	for _, m := range channelMakers {
+		if !slices.Contains(parts, m.part) {
+			continue
+		}
+		chs, err := m.build(cfg, wx, logger)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, chs...)
+	}
+	return out, nil
+}
+
+// wechatH5 is the WeChat Pay merchant's H5 channel.
+func wechatH5(cfg config.Config, wx *wxpay.Channel, _ *slog.Logger) ([]app.Channel, error) {
+	if !cfg.HasChannel(app.ChannelWeChatH5) || wx == nil {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("channel %s: not built yet", app.ChannelWeChatH5)
+}
+
+// alipayChannels are the Alipay merchant's wap and mini-program channels.
+func alipayChannels(cfg config.Config, _ *wxpay.Channel, logger *slog.Logger) ([]app.Channel, error) {
+	if !cfg.UsesAlipay() {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("alipay channels: not built yet")
+}
