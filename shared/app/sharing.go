@@ -91,6 +91,12 @@ type ShareOptions struct {
 	// Pay answers before the split is given up and everything unfrozen;
 	// default 5 (with the job's backoff, about an hour).
 	MaxRefusals int
+	// StepWindow is the lease on an order's split (and a refund's
+	// returns): within one window only one run works on it, so runs at
+	// once do not send WeChat Pay the same request many times (its limit
+	// is 30 split requests a second per merchant). A run that dies leaves
+	// the rest to a run in the next window. Default one minute.
+	StepWindow time.Duration
 }
 
 func (o ShareOptions) withDefaults() ShareOptions {
@@ -108,6 +114,9 @@ func (o ShareOptions) withDefaults() ShareOptions {
 	}
 	if o.MaxRefusals <= 0 {
 		o.MaxRefusals = 5
+	}
+	if o.StepWindow <= 0 {
+		o.StepWindow = time.Minute
 	}
 	return o
 }
@@ -168,7 +177,7 @@ func (a *App) ShareProfitsWith(ctx context.Context, opts JobOptions, so ShareOpt
 		items := make([]sweepItem, len(ts))
 		for i, t := range ts {
 			items[i] = sweepItem{key: "return:" + t.ID, at: t.DueAt, id: t.ID, run: func(ctx context.Context) (itemResult, error) {
-				return a.advanceReturn(ctx, t)
+				return a.advanceReturn(ctx, t, so)
 			}}
 		}
 		return items, err
@@ -327,6 +336,19 @@ func (a *App) sharerOf(o order.Order) (ProfitSharer, error) {
 
 // advanceSplit takes an order's split one or more steps further.
 func (a *App) advanceSplit(ctx context.Context, t order.SplitTask, so ShareOptions) (itemResult, error) {
+	if took, err := a.store.TakeSlot(ctx, "split-step:"+t.ID, so.StepWindow, a.now()); err != nil {
+		return itemResult{}, storeError("take split lease", err)
+	} else if !took {
+		return itemResult{}, nil // another run has it this window
+	}
+	// Read again: the page may be older than another run's step.
+	t, err := a.store.SplitTask(ctx, t.ID)
+	if err != nil {
+		return itemResult{}, storeError("load split task", err)
+	}
+	if !t.Open {
+		return itemResult{}, nil
+	}
 	o, err := a.store.Order(ctx, t.ID)
 	if err != nil {
 		return itemResult{}, storeError("load order "+t.ID, err)
@@ -607,8 +629,13 @@ func (a *App) SplitOf(ctx context.Context, orderID string) (order.SplitPlan, *or
 
 // advanceReturn returns the receivers' parts of one refund of a split
 // order, once its split is done.
-func (a *App) advanceReturn(ctx context.Context, t order.ReturnTask) (itemResult, error) {
+func (a *App) advanceReturn(ctx context.Context, t order.ReturnTask, so ShareOptions) (itemResult, error) {
 	now := a.now().UTC().Truncate(time.Millisecond)
+	if took, err := a.store.TakeSlot(ctx, "return-step:"+t.ID, so.StepWindow, a.now()); err != nil {
+		return itemResult{}, storeError("take return lease", err)
+	} else if !took {
+		return itemResult{}, nil // another run has it this window
+	}
 	closeTask := func(note string) (itemResult, error) {
 		t.Open, t.Note, t.UpdatedAt = false, note, now
 		if err := a.store.SaveReturnTask(ctx, t); err != nil {
