@@ -46,6 +46,7 @@ func paramError(field, issue string) reply {
 func (s *Server) routes() {
 	m := http.NewServeMux()
 	m.HandleFunc("POST /v3/pay/transactions/jsapi", s.v3(s.handlePrepay))
+	s.h5Routes(m) // h5.go: H5 prepay and the h5_url page
 	m.HandleFunc("GET /v3/pay/transactions/out-trade-no/{no}", s.v3(s.handleQueryByOutTradeNo))
 	m.HandleFunc("GET /v3/pay/transactions/id/{id}", s.v3(s.handleQueryByID))
 	m.HandleFunc("POST /v3/pay/transactions/out-trade-no/{no}/close", s.v3(s.handleClose))

@@ -219,7 +219,7 @@ func (s *Server) billRows(day time.Time, typ string) []BillRow {
 			}
 			rows = append(rows, BillRow{
 				Time: t.successTime, AppID: t.p.AppID, MchID: t.p.MchID, TransactionID: t.txID, OutTradeNo: t.p.OutTradeNo,
-				OpenID: t.p.OpenID, TradeType: "JSAPI", TradeState: StateSuccess, BankType: "OTHERS", Currency: "CNY",
+				OpenID: t.p.OpenID, TradeType: t.tradeType(), TradeState: StateSuccess, BankType: "OTHERS", Currency: "CNY",
 				SettlementFen: t.paidTotal, TotalFen: t.paidTotal, Body: t.p.Description, Attach: t.p.Attach,
 			})
 		}
@@ -237,6 +237,7 @@ func (s *Server) billRows(day time.Time, typ string) []BillRow {
 			}
 			if t != nil {
 				row.AppID, row.OpenID, row.Body, row.Attach = t.p.AppID, t.p.OpenID, t.p.Description, t.p.Attach
+				row.TradeType = t.tradeType()
 			}
 			rows = append(rows, row)
 		}

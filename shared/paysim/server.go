@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -78,6 +79,14 @@ type Options struct {
 	// renamed over it) and Close writes the last. Empty keeps everything in
 	// memory, as tests want.
 	StatePath string
+
+	// H5URLLifetime is how long an h5_url (H5 prepay, h5.go) can be
+	// opened and paid: 5 minutes at WeChat, the default.
+	H5URLLifetime time.Duration
+	// H5BaseURL is the scheme and host h5_urls point at (the browser opens
+	// them), e.g. http://192.168.1.5:8090 for a phone on the LAN. Default:
+	// the host the H5 prepay request was sent to.
+	H5BaseURL string
 }
 
 // Keys are the simulator's WeChat-side secrets, for tools that act as WeChat
@@ -150,6 +159,9 @@ type Server struct {
 	srv        *http.Server
 	baseURL    string
 
+	h5Lifetime time.Duration // h5.go
+	h5Base     string
+
 	statePath string
 	dirty     chan struct{} // a save is due (capacity 1)
 	saveMu    sync.Mutex    // one writer of the state file at a time
@@ -188,6 +200,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.MerchantPublicKey == nil {
 		errs = append(errs, errors.New("MerchantPublicKey is nil"))
+	}
+	if u, err := url.Parse(opts.H5BaseURL); opts.H5BaseURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		errs = append(errs, fmt.Errorf("H5BaseURL %q is not an http(s) URL", opts.H5BaseURL))
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("paysim options: %w", errors.Join(errs...))
@@ -255,6 +270,10 @@ func New(opts Options) (*Server, error) {
 			// WeChat does not follow redirects: a 3xx is a failed delivery.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
+	}
+	s.h5Lifetime, s.h5Base = opts.H5URLLifetime, strings.TrimRight(opts.H5BaseURL, "/")
+	if s.h5Lifetime <= 0 {
+		s.h5Lifetime = defaultH5URLLifetime
 	}
 	if opts.StatePath != "" {
 		s.statePath = opts.StatePath

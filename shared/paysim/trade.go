@@ -117,6 +117,7 @@ type PaidTrade struct {
 // prepayParams are the prepay fields that must match for "原参重入" (the same
 // out_trade_no with identical parameters gets a fresh prepay_id).
 type prepayParams struct {
+	TradeType                                                                  string // "" for JSAPI; MWEB for H5 (h5.go)
 	AppID, MchID, Description, OutTradeNo, Attach, NotifyURL, OpenID, Currency string
 	Total                                                                      int64
 	TimeExpireUnix                                                             int64 // 0: none given
@@ -199,6 +200,13 @@ func validNotifyURL(raw string) string {
 }
 
 func (s *Server) handlePrepay(_ *http.Request, body []byte) reply {
+	return s.prepay(body, "", prepayLifetime)
+}
+
+// prepay checks a prepay body of tradeType ("" for JSAPI, which requires a
+// payer; MWEB for H5, h5.go) and answers {"prepay_id"} with one valid for
+// lifetime, or the error reply.
+func (s *Server) prepay(body []byte, tradeType string, lifetime time.Duration) reply {
 	var b prepayBody
 	if err := json.Unmarshal(body, &b); err != nil {
 		return errReply(http.StatusBadRequest, "PARAM_ERROR", "body is not valid JSON")
@@ -226,7 +234,7 @@ func (s *Server) handlePrepay(_ *http.Request, body []byte) reply {
 		return paramError("/amount/total", "must be at least 1")
 	case b.Amount.Currency != nil && *b.Amount.Currency != "CNY":
 		return paramError("/amount/currency", "must be CNY")
-	case b.Payer == nil || b.Payer.OpenID == nil || *b.Payer.OpenID == "":
+	case tradeType == "" && (b.Payer == nil || b.Payer.OpenID == nil || *b.Payer.OpenID == ""):
 		return paramError("/payer/openid", "required")
 	case b.NotifyURL == nil || *b.NotifyURL == "":
 		return paramError("/notify_url", "required")
@@ -239,7 +247,10 @@ func (s *Server) handlePrepay(_ *http.Request, body []byte) reply {
 	now := s.now()
 	p := prepayParams{
 		AppID: *b.AppID, MchID: *b.MchID, Description: *b.Description, OutTradeNo: *b.OutTradeNo,
-		NotifyURL: *b.NotifyURL, OpenID: *b.Payer.OpenID, Currency: "CNY", Total: *b.Amount.Total,
+		NotifyURL: *b.NotifyURL, Currency: "CNY", Total: *b.Amount.Total, TradeType: tradeType,
+	}
+	if b.Payer != nil && b.Payer.OpenID != nil {
+		p.OpenID = *b.Payer.OpenID
 	}
 	if b.Attach != nil {
 		p.Attach = *b.Attach
@@ -278,7 +289,7 @@ func (s *Server) handlePrepay(_ *http.Request, body []byte) reply {
 	}
 	id := "wx" + now.In(cst).Format("20060102150405") + randHex(10)
 	t.prepayIDs = append(t.prepayIDs, id)
-	s.prepays[id] = &prepay{id: id, outTradeNo: p.OutTradeNo, expiresAt: now.Add(prepayLifetime)}
+	s.prepays[id] = &prepay{id: id, outTradeNo: p.OutTradeNo, expiresAt: now.Add(lifetime)}
 	s.changedLocked()
 	s.log.Info("paysim prepay", "out_trade_no", p.OutTradeNo, "total_fen", p.Total, "reentry", ok)
 	return reply{status: http.StatusOK, body: map[string]string{"prepay_id": id}}
@@ -301,11 +312,13 @@ func (s *Server) transactionLocked(t *trade) Transaction {
 	case StateSuccess:
 		tx.TradeStateDesc = "支付成功"
 		tx.TransactionID = t.txID
-		tx.TradeType = "JSAPI"
+		tx.TradeType = t.tradeType()
 		tx.BankType = "OTHERS"
 		tx.Attach = t.p.Attach
 		tx.SuccessTime = t.successTime.In(cst).Format(time.RFC3339)
-		tx.Payer = &Payer{OpenID: t.p.OpenID}
+		if t.p.OpenID != "" { // H5 trades are prepaid without a payer
+			tx.Payer = &Payer{OpenID: t.p.OpenID}
+		}
 		tx.Amount.Total = t.paidTotal
 		tx.Amount.PayerTotal = t.paidTotal
 		if t.refunded {

@@ -42,12 +42,13 @@ func moreChannels(cfg config.Config, parts []config.Part, wx *wxpay.Channel, log
 	return out, nil
 }
 
-// wechatH5 is the WeChat Pay merchant's H5 channel.
+// wechatH5 is the WeChat Pay merchant's H5 channel: the JSAPI channel's
+// merchant, client and notify URL, prepaying through /v3/pay/transactions/h5.
 func wechatH5(cfg config.Config, wx *wxpay.Channel, _ *slog.Logger) ([]app.Channel, error) {
 	if !cfg.HasChannel(app.ChannelWeChatH5) || wx == nil {
 		return nil, nil
 	}
-	return nil, fmt.Errorf("channel %s: not built yet", app.ChannelWeChatH5)
+	return []app.Channel{wx.H5()}, nil
 }
 
 // alipayChannels are the Alipay merchant's wap and mini-program channels.
