@@ -2,8 +2,9 @@
 // runs. It speaks the wire protocol, so the real wechatpay-go client runs
 // against it unchanged when its http.Client rewrites the scheme and host (see
 // Server.HTTPClient): it verifies the merchant's request signatures over the
-// raw request target, signs every reply, serves JSAPI prepay, query, close and
-// the platform certificate download, the mini-program login API
+// raw request target, signs every reply, serves JSAPI and H5 prepay (with the
+// page an h5_url opens, h5.go), query, close and the platform certificate
+// download, the mini-program login API
 // (/sns/jscode2session), and when someone "pays" it delivers a signed,
 // AES-256-GCM encrypted TRANSACTION.SUCCESS notification with WeChat's retry
 // schedule. Fault knobs make it misbehave on request.

@@ -1,6 +1,7 @@
 // Package wxpay is payfn's WeChat Pay APIv3 channel: it implements
 // app.Channel (JSAPI prepay, wx.requestPayment parameters, query, close and
-// payment notifications) on github.com/wechatpay-apiv3/wechatpay-go.
+// payment notifications) on github.com/wechatpay-apiv3/wechatpay-go, and
+// the same merchant's H5 channel (Channel.H5, h5.go).
 //
 // It supports WeChat Pay public-key mode (recommended; new merchants have no
 // platform certificates), platform-certificate mode (certificates
