@@ -407,6 +407,8 @@ func (a *App) pay(ctx context.Context, o order.Order) (PayResult, error) {
 		ClientIP:   o.ClientIP,
 		ReturnURL:  o.ReturnURL,
 		QuitURL:    o.QuitURL,
+		// A split order's payment is frozen for the split (sharing.go).
+		ProfitSharing: o.Split != nil,
 	})
 	if err != nil {
 		return PayResult{}, a.prepayFailed(ctx, o, err)

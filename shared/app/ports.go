@@ -104,6 +104,7 @@ type Store interface {
 
 	ServiceStore
 	BillStore
+	SharingStore // ports_sharing.go
 }
 
 // ServiceStore is what service mode adds: apps, their products, the events

@@ -327,7 +327,7 @@ func (a *App) sharerOf(o order.Order) (ProfitSharer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, ok := ch.(ProfitSharer)
+	s, ok := capability[ProfitSharer](ch)
 	if !ok {
 		return nil, fmt.Errorf("channel %s has no profit sharing", o.ChannelName())
 	}

@@ -56,7 +56,8 @@ func (s *Server) routes() {
 	m.HandleFunc("/v3/", s.v3(func(*http.Request, []byte) reply {
 		return errReply(http.StatusNotFound, "NOT_FOUND", "no such API in paysim")
 	}))
-	s.billRoutes(m) // bill.go
+	s.billRoutes(m)    // bill.go
+	s.sharingRoutes(m) // sharing.go
 	m.HandleFunc("GET /sns/jscode2session", s.handleJSCode2Session)
 	s.controlRoutes(m)
 	s.mux = m

@@ -121,6 +121,7 @@ type prepayParams struct {
 	AppID, MchID, Description, OutTradeNo, Attach, NotifyURL, OpenID, Currency string
 	Total                                                                      int64
 	TimeExpireUnix                                                             int64 // 0: none given
+	ProfitSharing                                                              bool  // settle_info.profit_sharing (sharing.go)
 }
 
 type trade struct {
@@ -252,6 +253,7 @@ func (s *Server) prepay(body []byte, tradeType string, lifetime time.Duration) r
 	if b.Payer != nil && b.Payer.OpenID != nil {
 		p.OpenID = *b.Payer.OpenID
 	}
+	p.ProfitSharing = prepayProfitSharing(body) // sharing.go
 	if b.Attach != nil {
 		p.Attach = *b.Attach
 	}

@@ -45,6 +45,7 @@ const (
 	CloseExpired  Function = "closeExpired"
 	Reconcile     Function = "reconcile"
 	ReconcileBill Function = "reconcileBill"
+	ShareProfits  Function = "shareProfits"
 	// Service mode.
 	ServerAPI        Function = "serverApi"
 	AdminApps        Function = "adminApps"
@@ -72,6 +73,7 @@ var Functions = []struct {
 	{Name: CloseExpired, Schedule: "5m"},
 	{Name: Reconcile, Schedule: "1h"},
 	{Name: ReconcileBill, Schedule: "12h"},
+	{Name: ShareProfits, Schedule: "10m"},
 	{Name: DispatchWebhooks, Schedule: "1m"},
 }
 
@@ -91,6 +93,7 @@ var needs = map[Function][]config.Part{
 	CloseExpired:  {config.PartStore, config.PartPay},
 	Reconcile:     {config.PartStore, config.PartPay},
 	ReconcileBill: {config.PartStore, config.PartPay},
+	ShareProfits:  {config.PartStore, config.PartPay},
 	// Service mode needs PAYFN_SERVICE_KEY in these three. In a service
 	// deployment every function that decides (the ones above) must hold it
 	// too: with it, a decision records its event and makes the first
@@ -231,6 +234,8 @@ func jobOf(fn Function, a *app.App) (Job, error) {
 		return a.Reconcile, nil
 	case ReconcileBill:
 		return a.ReconcileBills, nil
+	case ShareProfits:
+		return a.ShareProfits, nil
 	case DispatchWebhooks:
 		return a.DispatchJob, nil
 	}

@@ -294,7 +294,10 @@ func (api *API) endpoint(route string, authenticated bool, fn handlerFunc) http.
 			w.Header().Set("Allow", http.MethodPost)
 			return &httpError{status: http.StatusMethodNotAllowed, code: app.CodeMethodNotAllowed, msg: "use POST"}
 		}
-		if route != "verifyPayment" && route != "verifyRefund" {
+		// A provider's notification is read as the provider sends it, bounded
+		// by its own handler: Alipay's form may carry a malformed legacy
+		// Content-Type.
+		if route != "verifyPayment" && route != "verifyRefund" && route != "alipayNotify" {
 			if err := checkJSONContentType(r); err != nil {
 				return err
 			}
