@@ -123,17 +123,29 @@ func routed(routes []string, method, path string) bool {
 	return false
 }
 
-// configVars reads shared/config/config.go for the variables it reads and
-// the ones its comments mark "(secret", so the artifact checks follow the
-// configuration's own declarations rather than a copy of them.
+// configVars reads shared/config's source (config.go, channels.go, ...)
+// for the variables it reads and the ones its comments mark "(secret", so
+// the artifact checks follow the configuration's own declarations rather
+// than a copy of them.
 func configVars(t *testing.T) (all, secret map[string]bool) {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join(root, "shared", "config", "config.go"))
+	files, err := filepath.Glob(filepath.Join(root, "shared", "config", "*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var src []byte
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = append(append(src, b...), '\n')
+	}
 	all, secret = map[string]bool{}, map[string]bool{}
-	for _, m := range regexp.MustCompile(`\(\s*"((?:MONGODB|WECHAT|WECHATPAY|PAYFN)_[A-Z0-9_]+)"`).FindAllSubmatch(src, -1) {
+	for _, m := range regexp.MustCompile(`\(\s*"((?:MONGODB|WECHAT|WECHATPAY|PAYFN|ALIPAY)_[A-Z0-9_]+)"`).FindAllSubmatch(src, -1) {
 		all[string(m[1])] = true
 	}
 	for _, m := range regexp.MustCompile(`//\s*([A-Z][A-Z0-9_]+)\b[^\n]*\(secret`).FindAllSubmatch(src, -1) {
@@ -141,9 +153,9 @@ func configVars(t *testing.T) (all, secret map[string]bool) {
 	}
 	// A sanity floor: if the comment style changed, fail rather than check
 	// nothing.
-	for _, v := range []string{"MONGODB_URI", "WECHAT_APPSECRET", "PAYFN_SESSION_SECRET", "WECHATPAY_MCH_PRIVATE_KEY", "WECHATPAY_APIV3_KEY"} {
+	for _, v := range []string{"MONGODB_URI", "WECHAT_APPSECRET", "PAYFN_SESSION_SECRET", "WECHATPAY_MCH_PRIVATE_KEY", "WECHATPAY_APIV3_KEY", "ALIPAY_APP_PRIVATE_KEY"} {
 		if !secret[v] || !all[v] {
-			t.Fatalf("shared/config/config.go no longer declares %s as a secret it reads; update configVars", v)
+			t.Fatalf("shared/config no longer declares %s as a secret it reads; update configVars", v)
 		}
 	}
 	return all, secret
@@ -219,37 +231,119 @@ func plausible(t *testing.T, name string) string {
 		return "payfn/function"
 	case "PAYFN_SECRET_REFRESH":
 		return "5m"
+	case "PAYFN_CHANNELS":
+		return "wechat_jsapi" // the artifacts' default; checkEnvironment also starts with every channel on
+	case "ALIPAY_APP_ID", "ALIPAY_MINI_APPID":
+		return "2021000000000001"
+	case "ALIPAY_SELLER_ID":
+		return "2088000000000001"
+	case "ALIPAY_APP_PRIVATE_KEY":
+		return pemText
+	case "ALIPAY_PUBLIC_KEY":
+		return alipayPublicKeyPEM(t)
+	case "ALIPAY_NOTIFY_URL":
+		return "https://pay.example.com/notify/alipay"
+	case "ALIPAY_GATEWAY_URL":
+		return "https://openapi.alipay.com/gateway.do"
 	}
 	t.Fatalf("plausible: no test value for %s; add one", name)
 	return ""
 }
 
+// alipayPublicKeyPEM is the test merchant key's public half, PKIX PEM: a
+// well-formed stand-in for Alipay's public key.
+func alipayPublicKeyPEM(t *testing.T) string {
+	key, _ := merchant(t)
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+// allChannels turns every payment channel on (PAYFN_CHANNELS).
+const allChannels = "wechat_jsapi,wechat_h5,alipay_wap,alipay_mini"
+
 var (
 	derivedOnce sync.Once
 	derivedMemo map[string]access
+	alipayMu    sync.Mutex
+	alipayMemo  = map[setup.Function]bool{}
 )
 
-// optionalSecretKeys lists the keys fn's secret holds in service mode
-// beyond the ones it needs to start: PAYFN_SERVICE_KEY for every function
-// that records events (derived from the source: it inserts into events),
-// which records a decision's event and makes its first webhook attempt
-// only with the key.
+// optionalSecretKeys lists the keys fn's secret holds beyond the ones it
+// needs to start in every deployment: PAYFN_SERVICE_KEY, in service mode,
+// for every function that records events (derived from the source: it
+// inserts into events), which records a decision's event and makes its
+// first webhook attempt only with the key; and ALIPAY_APP_PRIVATE_KEY, with
+// an Alipay channel on, for every function that then needs the Alipay
+// merchant (the ones acting on orders of any channel).
 func optionalSecretKeys(t *testing.T, fn setup.Function) []string {
 	t.Helper()
 	derivedOnce.Do(func() { derivedMemo = derivedAccess(t) })
+	var out []string
 	if slices.Contains(derivedMemo[string(fn)]["events"], "insert") && !slices.Contains(setup.SecretKeys(fn), "PAYFN_SERVICE_KEY") {
-		return []string{"PAYFN_SERVICE_KEY"}
+		out = append(out, "PAYFN_SERVICE_KEY")
 	}
-	return nil
+	if needsAlipayWhenOn(t, fn) && !slices.Contains(setup.SecretKeys(fn), "ALIPAY_APP_PRIVATE_KEY") {
+		out = append(out, "ALIPAY_APP_PRIVATE_KEY")
+	}
+	return out
+}
+
+// needsAlipayWhenOn reports whether fn, with every channel on and its
+// secrets in the environment, refuses to start for want of the Alipay
+// merchant's private key: what shared/setup says fn needs then, derived
+// from the function itself rather than a copy of setup's list.
+func needsAlipayWhenOn(t *testing.T, fn setup.Function) bool {
+	t.Helper()
+	alipayMu.Lock()
+	defer alipayMu.Unlock()
+	if v, ok := alipayMemo[fn]; ok {
+		return v
+	}
+	env := map[string]string{"PAYFN_CHANNELS": allChannels, "PAYFN_SECRET_SOURCE": "env"}
+	for _, n := range []string{"MONGODB_URI", "MONGODB_DATABASE", "WECHAT_APPID", "WECHAT_APPSECRET", "PAYFN_SESSION_SECRET",
+		"PAYFN_ADMIN_KEY", "PAYFN_SERVICE_KEY", "WECHATPAY_MCHID", "WECHATPAY_MCH_CERT_SERIAL", "WECHATPAY_MCH_PRIVATE_KEY",
+		"WECHATPAY_APIV3_KEY", "WECHATPAY_NOTIFY_URL", "WECHATPAY_REFUND_NOTIFY_URL", "ALIPAY_APP_ID", "ALIPAY_SELLER_ID",
+		"ALIPAY_PUBLIC_KEY", "ALIPAY_NOTIFY_URL"} {
+		env[n] = plausible(t, n)
+	}
+	getenv := func(k string) string { return env[k] }
+	logger := slog.New(slog.DiscardHandler)
+	var err error
+	isHTTP := false
+	for _, f := range setup.Functions {
+		if f.Name == fn {
+			isHTTP = f.Path != ""
+		}
+	}
+	if isHTTP {
+		_, err = setup.Handler(fn, getenv, logger)
+	} else {
+		_, err = setup.JobFor(fn, getenv, logger)
+	}
+	v := err != nil && strings.Contains(err.Error(), "ALIPAY_APP_PRIVATE_KEY")
+	alipayMemo[fn] = v
+	return v
 }
 
 // starts builds fn from exactly the named variables (with plausible values)
 // the way its main does, and returns the error that would stop its cold start.
 func starts(t *testing.T, fn function, names []string) error {
 	t.Helper()
+	return startsOverriding(t, fn, names, nil)
+}
+
+// startsOverriding is starts with some of the variables given other values.
+func startsOverriding(t *testing.T, fn function, names []string, values map[string]string) error {
+	t.Helper()
 	env := map[string]string{}
 	for _, n := range names {
 		env[n] = plausible(t, n)
+		if v, ok := values[n]; ok {
+			env[n] = v
+		}
 	}
 	getenv := func(k string) string { return env[k] }
 	logger := slog.New(slog.DiscardHandler)
@@ -281,6 +375,19 @@ func checkEnvironment(t *testing.T, where string, fn function, names []string) {
 			if !slices.Contains(names, n) {
 				t.Errorf("%s: %s checks appids but is not given %s", where, fn.Name, n)
 			}
+		}
+	}
+	// A function that takes payments of a provider dispatches on the
+	// channels the deployment offers: it must know them, and with every
+	// channel on it must still start (the Alipay settings it then needs are
+	// in its variables, the Alipay key in its secret).
+	paysAny := slices.Contains(setup.SecretKeys(fn.Name), "WECHATPAY_APIV3_KEY") || slices.Contains(setup.SecretKeys(fn.Name), "ALIPAY_APP_PRIVATE_KEY")
+	if paysAny && !slices.Contains(names, "PAYFN_CHANNELS") {
+		t.Errorf("%s: %s takes payments but is not given PAYFN_CHANNELS", where, fn.Name)
+	}
+	if slices.Contains(names, "PAYFN_CHANNELS") {
+		if err := startsOverriding(t, fn, names, map[string]string{"PAYFN_CHANNELS": allChannels}); err != nil {
+			t.Errorf("%s: %s cannot start with every channel on (PAYFN_CHANNELS=%s) and its variables %v: %v", where, fn.Name, allChannels, names, err)
 		}
 	}
 	// Webhooks to private addresses are for the local stack only.

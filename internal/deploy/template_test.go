@@ -509,11 +509,11 @@ func TestVerifyPaymentHasAlarmsAndTheNotifyURLIsAnOutput(t *testing.T) {
 	if !filtered {
 		t.Error("no metric filter counting level ERROR lines of verifyPayment's log group")
 	}
-	// The URLs to register at WeChat Pay are outputs, on the routes the
-	// callbacks are deployed at.
+	// The notify URLs (WeChat Pay's and Alipay's) are outputs, on the
+	// routes the callbacks are deployed at.
 	base := "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
 	notify := base + httpapi.PathVerifyPayment
-	for name, want := range map[string]string{"NotifyUrl": notify, "RefundNotifyUrl": base + httpapi.PathVerifyRefund} {
+	for name, want := range map[string]string{"NotifyUrl": notify, "RefundNotifyUrl": base + httpapi.PathVerifyRefund, "AlipayNotifyUrl": base + httpapi.PathAlipayNotify} {
 		out, ok := tp.Outputs[name]
 		v, _ := out.Value.(string)
 		if !ok || subText(v) != want {

@@ -55,6 +55,7 @@ func hasPrefix(s string, prefixes ...string) bool {
 var testOnly = []string{
 	"github.com/FerretDB/FerretDB",
 	module + "shared/paysim",
+	module + "shared/alipaysim",
 	module + "shared/store/embedded",
 	module + "shared/store/storetest",
 	module + "scripts",
