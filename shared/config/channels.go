@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -71,14 +73,59 @@ func loadChannels(c *Config, getenv func(string) string, errs []error) []error {
 			a.Timeout = d
 		}
 	}
+	errs = a.check(errs)
+	if a.MiniAppID == "" {
+		a.MiniAppID = a.AppID
+	}
+	c.Alipay = a
+	return errs
+}
+
+// Alipay's identifiers: an application's app_id is 16 digits, a
+// merchant's PID (seller_id) is 2088 and 12 more.
+var (
+	alipayAppIDRE  = regexp.MustCompile(`^[0-9]{16}$`)
+	alipayPIDRE    = regexp.MustCompile(`^2088[0-9]{12}$`)
+	pemCertificate = "-----BEGIN CERTIFICATE-----"
+)
+
+// check reports every malformed Alipay setting that is set; missing ones
+// are Need's business.
+func (a Alipay) check(errs []error) []error {
+	if a.AppID != "" && !alipayAppIDRE.MatchString(a.AppID) {
+		errs = append(errs, fmt.Errorf("ALIPAY_APP_ID=%q is not an Alipay app id (16 digits)", a.AppID))
+	}
+	if a.MiniAppID != "" && !alipayAppIDRE.MatchString(a.MiniAppID) {
+		errs = append(errs, fmt.Errorf("ALIPAY_MINI_APPID=%q is not an Alipay app id (16 digits)", a.MiniAppID))
+	}
+	if a.SellerID != "" && !alipayPIDRE.MatchString(a.SellerID) {
+		errs = append(errs, fmt.Errorf("ALIPAY_SELLER_ID=%q is not an Alipay PID (2088 and 12 digits)", a.SellerID))
+	}
 	if a.GatewayURL != "" {
-		if u, err := url.Parse(a.GatewayURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("ALIPAY_GATEWAY_URL=%q is not an http(s) URL", a.GatewayURL))
+		if u, err := url.Parse(a.GatewayURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			errs = append(errs, fmt.Errorf("ALIPAY_GATEWAY_URL=%q is not an http(s) URL without a query (such as https://openapi.alipay.com/gateway.do)", a.GatewayURL))
 		}
 	}
 	if a.NotifyURL != "" {
-		if err := checkNotifyURL(a.NotifyURL); err != nil {
-			errs = append(errs, fmt.Errorf("ALIPAY_NOTIFY_URL: %w", err))
+		if err := checkAlipayNotifyURL(a.NotifyURL); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Key material is parsed when the channel is built; here only the
+	// mix-ups that are easy to make in a secret store are caught, without
+	// quoting the values.
+	if strings.Contains(a.AppPrivateKeyPEM, "PUBLIC KEY") || strings.Contains(a.AppPrivateKeyPEM, pemCertificate) {
+		errs = append(errs, errors.New("ALIPAY_APP_PRIVATE_KEY holds a public key or certificate, not the application's private key"))
+	}
+	if strings.Contains(a.PublicKeyPEM, "PRIVATE KEY") {
+		errs = append(errs, errors.New("ALIPAY_PUBLIC_KEY holds a private key: it takes Alipay's public key"))
+	}
+	if strings.Contains(a.PublicKeyPEM, pemCertificate) {
+		errs = append(errs, errors.New("ALIPAY_PUBLIC_KEY holds a certificate: certificate mode takes ALIPAY_APP_CERT, ALIPAY_ROOT_CERT and ALIPAY_PUBLIC_CERT instead"))
+	}
+	for _, c := range []struct{ name, v string }{{"ALIPAY_APP_CERT", a.AppCertPEM}, {"ALIPAY_ROOT_CERT", a.RootCertPEM}, {"ALIPAY_PUBLIC_CERT", a.PublicCertPEM}} {
+		if c.v != "" && (!strings.Contains(c.v, pemCertificate) || strings.Contains(c.v, "PRIVATE KEY")) {
+			errs = append(errs, fmt.Errorf("%s is not a PEM certificate file (-----BEGIN CERTIFICATE-----)", c.name))
 		}
 	}
 	if a.PublicKeyPEM != "" && a.CertMode() {
@@ -87,11 +134,50 @@ func loadChannels(c *Config, getenv func(string) string, errs []error) []error {
 	if a.CertMode() && (a.AppCertPEM == "" || a.RootCertPEM == "" || a.PublicCertPEM == "") {
 		errs = append(errs, errors.New("certificate mode needs all of ALIPAY_APP_CERT, ALIPAY_ROOT_CERT and ALIPAY_PUBLIC_CERT"))
 	}
-	if a.MiniAppID == "" {
-		a.MiniAppID = a.AppID
-	}
-	c.Alipay = a
 	return errs
+}
+
+// checkAlipayNotifyURL applies Alipay's rules to notify_url: an absolute
+// https URL (http only on loopback, where the local stack runs) without a
+// query string, at most 256 characters.
+func checkAlipayNotifyURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("ALIPAY_NOTIFY_URL=%q is not a URL", v)
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return errors.New("ALIPAY_NOTIFY_URL must not carry a query string")
+	}
+	host := u.Hostname()
+	loopback := host == "127.0.0.1" || host == "localhost" || host == "::1"
+	if u.Scheme != "https" && !(u.Scheme == "http" && loopback) {
+		return errors.New("ALIPAY_NOTIFY_URL must be https (http only on loopback for local runs)")
+	}
+	if len(v) > 256 {
+		return fmt.Errorf("ALIPAY_NOTIFY_URL is %d characters; Alipay allows 256", len(v))
+	}
+	return nil
+}
+
+// LogValue shows the Alipay settings with the private key replaced by
+// whether it is set.
+func (a Alipay) LogValue() slog.Value {
+	set := func(v string) string {
+		if v == "" {
+			return "(unset)"
+		}
+		return "(set)"
+	}
+	return slog.GroupValue(
+		slog.String("alipay_app_id", a.AppID),
+		slog.String("alipay_seller_id", a.SellerID),
+		slog.String("alipay_app_private_key", set(a.AppPrivateKeyPEM)),
+		slog.Bool("alipay_cert_mode", a.CertMode()),
+		slog.String("alipay_gateway_url", a.GatewayURL),
+		slog.String("alipay_notify_url", a.NotifyURL),
+		slog.String("alipay_mini_appid", a.MiniAppID),
+		slog.Duration("alipay_timeout", a.Timeout),
+	)
 }
 
 // HasChannel reports whether PAYFN_CHANNELS lists name.
