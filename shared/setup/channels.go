@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 
+	"github.com/payfn/payfn/shared/alipay"
 	"github.com/payfn/payfn/shared/app"
 	"github.com/payfn/payfn/shared/config"
 	"github.com/payfn/payfn/shared/wxpay"
@@ -51,10 +52,27 @@ func wechatH5(cfg config.Config, wx *wxpay.Channel, _ *slog.Logger) ([]app.Chann
 	return []app.Channel{wx.H5()}, nil
 }
 
-// alipayChannels are the Alipay merchant's wap and mini-program channels.
+// alipayChannels are the Alipay merchant's wap and mini-program channels,
+// those PAYFN_CHANNELS lists, sharing one client (no network I/O here).
 func alipayChannels(cfg config.Config, _ *wxpay.Channel, logger *slog.Logger) ([]app.Channel, error) {
 	if !cfg.UsesAlipay() {
 		return nil, nil
 	}
-	return nil, fmt.Errorf("alipay channels: not built yet")
+	a := cfg.Alipay
+	c, err := alipay.New(alipay.Config{
+		AppID: a.AppID, SellerID: a.SellerID, AppPrivateKeyPEM: a.AppPrivateKeyPEM,
+		PublicKeyPEM: a.PublicKeyPEM, AppCertPEM: a.AppCertPEM, RootCertPEM: a.RootCertPEM, PublicCertPEM: a.PublicCertPEM,
+		GatewayURL: a.GatewayURL, NotifyURL: a.NotifyURL, MiniAppID: a.MiniAppID, Timeout: a.Timeout, Logger: logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("alipay: %w", err)
+	}
+	var out []app.Channel
+	if cfg.HasChannel(app.ChannelAlipayWap) {
+		out = append(out, c.Wap())
+	}
+	if cfg.HasChannel(app.ChannelAlipayMini) {
+		out = append(out, c.Mini())
+	}
+	return out, nil
 }
