@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/payfn/payfn/scripts/dev/devstack"
+	"github.com/payfn/payfn/shared/app"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -89,6 +92,94 @@ func TestCheckoutPageInHeadlessChromiumFromALANAddress(t *testing.T) {
 	if got := page.eval(t, `[2,3,4].map(i => document.getElementById('e' + i).textContent).join('')`); got != "" {
 		t.Errorf("a login error showed beside other steps: %q", got)
 	}
+}
+
+// TestCheckoutPageWalksEveryChannelOfTheDemoApp drives the checkout page in
+// Chromium for the demo app, once per channel: pick the channel, buy, pay
+// (the WeChat Pay simulator for JSAPI; for H5 and Alipay wap the browser
+// leaves for the simulator's payment page, where the button is pressed, and
+// comes back to the page's return URL; for the Alipay mini-program the
+// simulator's control API stands in for my.tradePay), and see PAID, which
+// the page learns from GET /v1/orders/{id}?refresh=true through the app's
+// server.
+func TestCheckoutPageWalksEveryChannelOfTheDemoApp(t *testing.T) {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is absent: .ci/run installs it (apt-get install chromium): %v", chromiumPath, err)
+		}
+		t.Skipf("%s is absent (apt-get install chromium to run this check; CI installs it): %v", chromiumPath, err)
+	}
+	s := start(t, t.TempDir())
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	b := launchChromium(t, ctx)
+	page := b.newPage(t)
+	page.call(t, "Runtime.enable", nil)
+	page.call(t, "Log.enable", nil)
+	page.call(t, "Page.enable", nil)
+	page.call(t, "Page.navigate", map[string]any{"url": s.URL + "/"})
+	page.waitFor(t, `document.querySelectorAll('#app option').length === 2 && document.querySelectorAll('.buy').length === 3`)
+
+	errs := `[0,1,2,3,4].map(i => document.getElementById('e' + i).textContent).join('')`
+	for _, ch := range devstack.AllChannels {
+		page.eval(t, `document.getElementById('app').value = 'demo'; document.getElementById('app').onchange(); true`)
+		page.waitFor(t, `document.querySelectorAll('.buy').length === 1 && document.querySelectorAll('input[name=channel]').length === 4`)
+		page.eval(t, `document.querySelector('input[name=channel][value="`+ch+`"]').click(); true`)
+		page.waitFor(t, `!document.querySelector('.buy').disabled`)
+		page.eval(t, `document.querySelector('.buy').click(); true`)
+		page.waitFor(t, `!document.getElementById('wxpay').disabled || document.getElementById('e2').textContent !== ''`)
+		if e := page.eval(t, errs); e != "" {
+			t.Fatalf("%s: ordering failed on the page: %s", ch, e)
+		}
+		page.eval(t, `document.getElementById('wxpay').click(); true`)
+		switch ch {
+		case app.ChannelWeChatH5:
+			page.waitAcross(t, `location.href.startsWith('`+s.SimURL+`') && document.querySelector('#pay button') !== null`)
+			page.eval(t, `document.querySelector('#pay button').click(); true`)
+		case app.ChannelAlipayWap:
+			page.waitAcross(t, `location.href.startsWith('`+s.AlipayURL+`/cashier/') && document.getElementById('pay') !== null`)
+			page.eval(t, `document.getElementById('pay').click(); true`)
+		}
+		page.waitAcross(t, `location.href.startsWith('`+s.URL+`/') && (document.getElementById('status').textContent.startsWith('PAID') || `+errs+` !== '')`)
+		if e := page.eval(t, errs); e != "" {
+			t.Fatalf("%s: the journey showed errors: %s", ch, e)
+		}
+		if got := page.eval(t, `document.getElementById('order').textContent`); !strings.Contains(got, "PAID") {
+			t.Fatalf("%s: order %q, want PAID", ch, got)
+		}
+	}
+	var own []string
+	for _, e := range page.consoleErrors() {
+		if !strings.Contains(e, "favicon") { // the simulators' pages have no icon
+			own = append(own, e)
+		}
+	}
+	if len(own) > 0 {
+		t.Errorf("console errors during the journeys:\n%s", strings.Join(own, "\n"))
+	}
+}
+
+// waitAcross polls cond like waitFor, across navigations: while the page
+// is between documents an evaluation fails, and that is waited out too.
+func (p *tab) waitAcross(t *testing.T, cond string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		res, err := p.b.send(p.session, "Runtime.evaluate", map[string]any{"expression": "!!(" + cond + ")", "returnByValue": true})
+		if err == nil {
+			var r struct {
+				Result struct {
+					Value any `json:"value"`
+				} `json:"result"`
+			}
+			if json.Unmarshal(res, &r) == nil && r.Result.Value == true {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", cond)
 }
 
 // TestCheckoutPageSource checks, without a browser, what the browser test

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,8 +16,9 @@ import (
 	"github.com/payfn/payfn/shared/order"
 )
 
-// The demo app the local stack seeds in service mode: one product, and a
-// webhook endpoint on the in-process sample receiver.
+// The demo app the local stack seeds in service mode: one product, every
+// channel the stack configures, and a webhook endpoint on the in-process
+// sample receiver.
 const (
 	DemoAppID       = "demo"
 	DemoProductID   = "demo-coffee"
@@ -56,9 +58,16 @@ func (s *Stack) seedDemoApp(ctx context.Context) error {
 	if err != nil && app.ErrorOf(err).Code != app.CodeAppNotFound {
 		return err
 	}
+	// The demo app sells through every channel the stack configures.
+	var channels []string
+	for _, c := range AllChannels {
+		if slices.Contains(a.ConfiguredChannels(), c) {
+			channels = append(channels, c)
+		}
+	}
 	if err != nil {
 		var key app.NewCredential
-		if x, key, err = a.CreateApp(ctx, app.AppInput{ID: DemoAppID, Name: "Demo shop"}); err != nil {
+		if x, key, err = a.CreateApp(ctx, app.AppInput{ID: DemoAppID, Name: "Demo shop", Channels: channels}); err != nil {
 			return err
 		}
 		d.KeyID, d.KeySecret, s.DemoShown = key.ID, key.Secret, true
@@ -73,6 +82,12 @@ func (s *Stack) seedDemoApp(ctx context.Context) error {
 			return err
 		}
 		d.KeyID, d.KeySecret, s.DemoShown = key.ID, key.Secret, true
+	}
+
+	if !sameSet(x.Channels, channels) {
+		if x, err = a.UpdateApp(ctx, DemoAppID, app.AppUpdate{Channels: channels}); err != nil {
+			return err
+		}
 	}
 
 	if _, err := a.CreateProduct(ctx, DemoAppID, app.ProductInput{ID: DemoProductID, Title: "Demo coffee",
@@ -106,6 +121,19 @@ func (s *Stack) seedDemoApp(ctx context.Context) error {
 	}
 	s.Demo = d
 	return writeDemo(path, d)
+}
+
+// sameSet reports whether a and b hold the same strings.
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, v := range a {
+		if !slices.Contains(b, v) {
+			return false
+		}
+	}
+	return true
 }
 
 // keyMatches reports whether d's API key is one of the app's valid keys.

@@ -1,9 +1,13 @@
 // Package devstack assembles the local stack behind `go run ./scripts/dev`,
 // so tests can start exactly what a developer starts. Service mode is on: a
 // demo app is seeded with a webhook endpoint on the in-process sample
-// receiver (scripts/receiver), and the dispatcher runs every second.
+// receiver (scripts/receiver), and the dispatcher runs every second. Every
+// payment channel is on (PAYFN_CHANNELS unless set): WeChat Pay JSAPI and
+// H5 against the WeChat Pay simulator, Alipay wap and mini-program against
+// the Alipay simulator (unless ALIPAY_APP_ID names a real application), and
+// the demo app enables all four.
 //
-// It links the embedded store and the simulator, so no function may import it.
+// It links the embedded store and the simulators, so no function may import it.
 package devstack
 
 import (
@@ -28,6 +32,7 @@ import (
 	"time"
 
 	"github.com/payfn/payfn/scripts/receiver/receiver"
+	"github.com/payfn/payfn/shared/alipaysim"
 	"github.com/payfn/payfn/shared/app"
 	"github.com/payfn/payfn/shared/config"
 	"github.com/payfn/payfn/shared/order"
@@ -45,11 +50,26 @@ const (
 // SimStateFile, in the data folder, holds the simulator's trades and refunds.
 const SimStateFile = "wechatpay-sim-state.json"
 
+// LocalAlipayAppID is the Alipay application the Alipay simulator plays.
+const LocalAlipayAppID = "2021000000000001"
+
+// AlipaySimDir, in the data folder, holds the Alipay simulator's keys and
+// certificates under the names Alipay's open platform uses, and its trades
+// and refunds (alipaysim-state.json): outside tools act as Alipay or as the
+// merchant with them (see shared/alipaysim).
+const AlipaySimDir = "alipay-sim"
+
+// AllChannels are the channels the local stack offers unless PAYFN_CHANNELS
+// says otherwise.
+var AllChannels = []string{app.ChannelWeChatJSAPI, app.ChannelWeChatH5, app.ChannelAlipayWap, app.ChannelAlipayMini}
+
 // Options configure the local stack.
 type Options struct {
 	Addr    string // functions and checkout page; "127.0.0.1:0" picks a port
 	SimAddr string // the WeChat Pay simulator
-	DataDir string // embedded store data and local keys
+	// AlipaySimAddr is the Alipay simulator's; "" picks a port.
+	AlipaySimAddr string
+	DataDir       string // embedded store data and local keys
 	// Fresh moves the data folder aside first (keeping the local keys), so
 	// the stack starts with an empty store and simulator: the embedded
 	// store scans whole collections, and slows as orders accumulate.
@@ -74,8 +94,13 @@ type Stack struct {
 	DataDir  string
 	OldData  string // where Fresh moved the previous data folder; "" if it did not
 	Sim      *paysim.Server
-	App      *setup.Stack
-	Config   config.Config
+	// Alipay is the Alipay simulator and AlipayURL its address; nil and ""
+	// when a real Alipay application is configured (ALIPAY_APP_ID) or no
+	// Alipay channel is on.
+	Alipay    *alipaysim.Server
+	AlipayURL string
+	App       *setup.Stack
+	Config    config.Config
 	// AllInterfaces is set when Addr listens on every interface (0.0.0.0,
 	// [::]), so the page is reachable from the LAN while URL (and the
 	// notify_url) stay on loopback.
@@ -223,6 +248,16 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
+	// Every channel, unless PAYFN_CHANNELS chooses.
+	if strings.TrimSpace(o.Getenv("PAYFN_CHANNELS")) == "" {
+		cfg.Channels = append([]string(nil), AllChannels...)
+	}
+	if cfg.UsesAlipay() && cfg.Alipay.AppID == "" {
+		if err := s.startAlipaySimulator(&cfg, o); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	s.Config = cfg
 
 	s.App, err = setup.NewStack(cfg, setup.Options{Logger: o.Logger})
@@ -303,6 +338,38 @@ func (s *Stack) startSimulator(cfg *config.Config, sec localSecrets, o Options) 
 	return writeSimKeys(filepath.Join(s.DataDir, "wechatpay-sim.json"), keys, s.SimURL, cfg.MchCertSerial)
 }
 
+// startAlipaySimulator starts the Alipay simulator with its keys and state
+// in the data folder, and points the Alipay settings at it: public-key mode,
+// the merchant key the simulator generated (kept in its folder), and
+// alipayNotify on this stack as the notify URL.
+func (s *Stack) startAlipaySimulator(cfg *config.Config, o Options) error {
+	sim, err := alipaysim.New(alipaysim.Options{
+		AppID: LocalAlipayAppID, MerchantName: "payfn local stack",
+		DataDir: filepath.Join(s.DataDir, AlipaySimDir),
+		// Alipay's 8 tries over 25 hours, in 25 seconds, so a failed
+		// notification is seen retried while you watch.
+		RetryScale: 1.0 / 3600, Logger: o.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("alipay simulator: %w", err)
+	}
+	s.Alipay = sim
+	addr := o.AlipaySimAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if err := sim.Listen(addr); err != nil {
+		return fmt.Errorf("alipay simulator listen %s: %w", addr, err)
+	}
+	s.AlipayURL = sim.URL()
+	k := sim.Keys()
+	cfg.Alipay.AppID, cfg.Alipay.SellerID, cfg.Alipay.MiniAppID = k.AppID, k.SellerID, k.AppID
+	cfg.Alipay.AppPrivateKeyPEM, cfg.Alipay.PublicKeyPEM = k.AppPrivateKeyPEM, k.AlipayPublicKeyPEM
+	cfg.Alipay.GatewayURL = sim.GatewayURL()
+	cfg.Alipay.NotifyURL = s.URL + "/notify/alipay"
+	return nil
+}
+
 // writeSimKeys leaves the simulator's WeChat-side secrets where outside
 // tools (a script forging a notification, say) can act as WeChat Pay.
 func writeSimKeys(path string, k paysim.Keys, url, merchantSerial string) error {
@@ -379,6 +446,14 @@ func (s *Stack) Summary() string {
 	} else {
 		fmt.Fprintf(&b, "  WeChat Pay      merchant %s (real)\n", s.Config.MchID)
 	}
+	switch {
+	case s.Alipay != nil:
+		fmt.Fprintf(&b, "  Alipay          simulator at %s (gateway %s, keys in %s)\n", s.AlipayURL, s.Config.Alipay.GatewayURL, filepath.Join(s.DataDir, AlipaySimDir))
+		fmt.Fprintf(&b, "                  notify_url %s\n", s.Config.Alipay.NotifyURL)
+	case s.Config.UsesAlipay():
+		fmt.Fprintf(&b, "  Alipay          application %s (real)\n", s.Config.Alipay.AppID)
+	}
+	fmt.Fprintf(&b, "  channels        %s\n", strings.Join(s.Config.Channels, ", "))
 	if s.OldData != "" {
 		fmt.Fprintf(&b, "  old data        moved to %s (keys kept here; delete it when you no longer need it)\n", s.OldData)
 	}
@@ -411,6 +486,9 @@ func (s *Stack) Close() error {
 	}
 	if s.Sim != nil {
 		errs = append(errs, s.Sim.Close())
+	}
+	if s.Alipay != nil {
+		errs = append(errs, s.Alipay.Close())
 	}
 	if s.App != nil {
 		errs = append(errs, s.App.Close(ctx))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -468,4 +469,127 @@ func TestLostDemoCredentialsAreReplaced(t *testing.T) {
 		t.Fatalf("server API with the new key: %d", st)
 	}
 	waitWebhooks(t, s, o.OrderID, "order.created")
+}
+
+// TestEveryChannelEndToEnd walks what the checkout page does for the demo
+// app, channel by channel, through the real stack: the page asks the app's
+// server (/dev/demo/...) for an order on a channel, pays it the way that
+// channel's buyer does (the WeChat Pay simulator for JSAPI, the H5 page and
+// the Alipay cashier followed like a browser back to the return URL, the
+// Alipay simulator's control API standing in for my.tradePay), and asks
+// GET /v1/orders/{id}?refresh=true until the order is PAID.
+func TestEveryChannelEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir)
+	defer s.Close()
+
+	var apps []struct {
+		ID       string   `json:"id"`
+		Flow     string   `json:"flow"`
+		Channels []string `json:"channels"`
+	}
+	if err := json.Unmarshal([]byte(get(t, s.URL+"/dev/apps")), &apps); err != nil {
+		t.Fatalf("/dev/apps: %v", err)
+	}
+	if len(apps) != 2 || apps[0].ID != "default" || apps[1].ID != devstack.DemoAppID ||
+		strings.Join(apps[1].Channels, ",") != strings.Join(devstack.AllChannels, ",") {
+		t.Fatalf("/dev/apps = %+v, want default and demo with %v", apps, devstack.AllChannels)
+	}
+	if s.Alipay == nil || !strings.Contains(s.Summary(), s.AlipayURL) {
+		t.Fatalf("no Alipay simulator in the stack or its summary:\n%s", s.Summary())
+	}
+	for _, f := range []string{"app_private_key.pem", "alipay_public_key.pem", "alipay_private_key.pem"} {
+		if _, err := os.Stat(filepath.Join(dir, devstack.AlipaySimDir, f)); err != nil {
+			t.Errorf("the Alipay simulator's %s is not in the data folder: %v", f, err)
+		}
+	}
+
+	// browser follows no redirect, so each hop is checked.
+	browser := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	back := func(t *testing.T, resp *http.Response, channel string) {
+		t.Helper()
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, s.URL+"/?returned="+channel) {
+			t.Fatalf("the payment page answered %d to %q, want 302 to the stack's page (?returned=%s)", resp.StatusCode, loc, channel)
+		}
+		if page := get(t, loc); !strings.Contains(page, "payfn — local checkout") {
+			t.Fatalf("the return URL %s is not the checkout page", loc)
+		}
+	}
+	for _, ch := range devstack.AllChannels {
+		t.Run(ch, func(t *testing.T) {
+			var o struct {
+				OrderID string         `json:"order_id"`
+				Channel string         `json:"channel"`
+				Status  string         `json:"status"`
+				Payment map[string]any `json:"payment"`
+			}
+			if st := call(t, s.URL, "/dev/demo/orders", "", map[string]any{"product_id": devstack.DemoProductID, "quantity": 1,
+				"channel": ch, "openid": "o-dev-buyer"}, &o); st != http.StatusCreated || o.Channel != ch || o.Status != "NOTPAY" {
+				t.Fatalf("order on %s: %d %+v", ch, st, o)
+			}
+			str := func(k string) string { v, _ := o.Payment[k].(string); return v }
+			switch ch {
+			case app.ChannelWeChatJSAPI:
+				if st := call(t, s.URL, "/dev/sim-pay", "", map[string]string{"package": str("package")}, nil); st != http.StatusOK {
+					t.Fatalf("sim-pay: %d", st)
+				}
+			case app.ChannelWeChatH5:
+				h5 := str("h5_url")
+				if page := get(t, h5); !strings.Contains(page, "form") {
+					t.Fatalf("h5_url %s is no payment page", h5)
+				}
+				u, err := url.Parse(h5)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := browser.PostForm(u.Scheme+"://"+u.Host+u.Path, u.Query())
+				if err != nil {
+					t.Fatal(err)
+				}
+				back(t, resp, ch)
+			case app.ChannelAlipayWap:
+				resp, err := browser.Get(str("pay_url"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				cashier := resp.Header.Get("Location")
+				if resp.StatusCode != http.StatusFound || !strings.Contains(cashier, "/cashier/") {
+					t.Fatalf("pay_url answered %d to %q, want the cashier page", resp.StatusCode, cashier)
+				}
+				if !strings.HasPrefix(cashier, "http") {
+					cashier = s.AlipayURL + cashier
+				}
+				if page := get(t, cashier); !strings.Contains(page, "Pay") {
+					t.Fatalf("the cashier page %s has no Pay button", cashier)
+				}
+				resp, err = browser.Post(cashier+"/pay", "", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				back(t, resp, ch)
+			case app.ChannelAlipayMini:
+				if str("trade_no") == "" {
+					t.Fatalf("alipay_mini payment %v has no trade_no", o.Payment)
+				}
+				if st := call(t, s.URL, "/dev/alipay-mini-pay", "", map[string]string{"trade_no": str("trade_no")}, nil); st != http.StatusOK {
+					t.Fatalf("alipay-mini-pay: %d", st)
+				}
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for o.Status != "PAID" && time.Now().Before(deadline) {
+				if err := json.Unmarshal([]byte(get(t, s.URL+"/dev/demo/orders/"+o.OrderID)), &o); err != nil {
+					t.Fatal(err)
+				}
+				if o.Status != "PAID" {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			if o.Status != "PAID" {
+				t.Fatalf("order %s on %s is %s, want PAID", o.OrderID, ch, o.Status)
+			}
+		})
+	}
 }
