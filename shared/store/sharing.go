@@ -19,44 +19,21 @@ import (
 // orders and refunds (only claims write those):
 //
 //	splittasks, returntasks   the shareProfits job's bookkeeping, one per
-//	                          split order and per refund of one; replaced
-//	                          freely (every step they drive is idempotent)
+//	                          split order and per refund of one (opened by
+//	                          the refund, or by the job); replaced freely
+//	                          (every step they drive is idempotent)
 //	sharing                   the decisions, inserted once under their key:
 //	                          split plans, outcomes, returns and their
 //	                          results (order.SplitPlanKey ...)
 //
 // The sharing collection is written and read with majority concerns, as
 // the claims are: a decision seen is a decision that survives a failover.
+// The job's indexes are among those every store ensures (ensureIndexes).
 const (
 	colSplitTasks  = "splittasks"
 	colReturnTasks = "returntasks"
 	colSharing     = "sharing"
 )
-
-// sharingIndexes are the indexes the job's queries use (see
-// ensureIndexes; SharingIndexes lists them for it).
-var sharingIndexes = []indexSpec{
-	{colSplitTasks, mongo.IndexModel{Keys: bson.D{{Key: "open", Value: 1}, {Key: "due_at", Value: 1}, {Key: "_id", Value: 1}}, Options: options.Index().SetName("open_due_at_id")}},
-	{colReturnTasks, mongo.IndexModel{Keys: bson.D{{Key: "open", Value: 1}, {Key: "due_at", Value: 1}, {Key: "_id", Value: 1}}, Options: options.Index().SetName("open_due_at_id")}},
-	// Discovery of newly decided orders.
-	{colOrders, mongo.IndexModel{Keys: bson.D{{Key: "status", Value: 1}, {Key: "updated_at", Value: 1}, {Key: "_id", Value: 1}}, Options: options.Index().SetName("status_updated_at_id")}},
-}
-
-// EnsureSharingIndexes creates the profit-sharing indexes. Until
-// ensureIndexes lists them, the dev stack and deploy step call it; the
-// queries are correct without them, only slower.
-func (s *Store) EnsureSharingIndexes(ctx context.Context) error {
-	db, err := s.client0()
-	if err != nil {
-		return fmt.Errorf("ensure sharing indexes: %w", err)
-	}
-	for _, w := range sharingIndexes {
-		if _, err := db.Collection(w.coll).Indexes().CreateOne(ctx, w.model); err != nil {
-			return fmt.Errorf("ensure sharing indexes on %s: %w", w.coll, err)
-		}
-	}
-	return nil
-}
 
 // PaidSplitOrders lists up to limit orders carrying a split rule whose
 // payment was decided (PAID, or EXCEPTION: its frozen money must be

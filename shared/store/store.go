@@ -469,6 +469,20 @@ func ensureIndexes(ctx context.Context, db *mongo.Database) error {
 			Keys:    bson.D{{Key: "expire_at", Value: 1}},
 			Options: options.Index().SetName("expire_at"),
 		}},
+		// Profit sharing (sharing.go): the shareProfits job's due split and
+		// return tasks, and its discovery of newly decided orders.
+		{colSplitTasks, mongo.IndexModel{
+			Keys:    bson.D{{Key: "open", Value: 1}, {Key: "due_at", Value: 1}, {Key: "_id", Value: 1}},
+			Options: options.Index().SetName("open_due_at_id"),
+		}},
+		{colReturnTasks, mongo.IndexModel{
+			Keys:    bson.D{{Key: "open", Value: 1}, {Key: "due_at", Value: 1}, {Key: "_id", Value: 1}},
+			Options: options.Index().SetName("open_due_at_id"),
+		}},
+		{colOrders, mongo.IndexModel{
+			Keys:    bson.D{{Key: "status", Value: 1}, {Key: "updated_at", Value: 1}, {Key: "_id", Value: 1}},
+			Options: options.Index().SetName("status_updated_at_id"),
+		}},
 	}
 	for _, w := range want {
 		if _, err := db.Collection(w.coll).Indexes().CreateOne(ctx, w.model); err != nil {
