@@ -85,6 +85,13 @@ func (a *App) refund(ctx context.Context, in RefundInput, appID, requestID strin
 	}
 	a.log.InfoContext(ctx, "refund admitted", "order_id", o.ID, "out_refund_no", r.ID, "amount_fen", r.AmountFen)
 	a.count(ctx, o.AppID, MetricRefundsRequested, 1)
+	if o.Split != nil {
+		// Due at once for the next shareProfits run; its discovery of new
+		// refunds opens the task anyway if this write is lost.
+		if err := a.openReturn(ctx, r); err != nil {
+			a.log.WarnContext(ctx, "return task not opened; the shareProfits job finds the refund", "order_id", o.ID, "out_refund_no", r.ID, "err", err)
+		}
+	}
 	r, err = a.submitRefund(ctx, r, paid)
 	return r, true, err
 }

@@ -47,7 +47,8 @@ var (
 type ProductInput struct {
 	ID, Title, Summary, Description, Image string
 	PriceFen                               int64
-	Active                                 *bool // default true
+	Active                                 *bool        // default true
+	Split                                  *order.Split // profit-sharing rule (sharing.go); nil: none
 }
 
 // ProductUpdate changes a product; nil fields stay as they are.
@@ -55,6 +56,8 @@ type ProductUpdate struct {
 	Title, Summary, Description, Image *string
 	PriceFen                           *int64
 	Active                             *bool
+	Split                              *order.Split // replaces the rule
+	RemoveSplit                        bool         // drops the rule; not with Split
 }
 
 func checkProduct(p order.Product) error {
@@ -69,15 +72,15 @@ func checkProduct(p order.Product) error {
 		!utf8.ValidString(p.Summary + p.Description + p.Image):
 		return Errorf(KindInvalid, CodeInvalidText, "summary is at most 200 characters, description 2000, image 1024")
 	}
-	return nil
+	return validateSplit(p.Split, order.DefaultMaxSplitBP)
 }
 
 // CreateProduct adds a product to the app's catalogue.
 // Errors: INVALID_PRODUCT_ID, INVALID_TITLE, INVALID_PRICE, INVALID_TEXT,
-// PRODUCT_EXISTS, STORE_UNAVAILABLE.
+// INVALID_SPLIT, SPLIT_EXCEEDS_MAX_RATIO, PRODUCT_EXISTS, STORE_UNAVAILABLE.
 func (a *App) CreateProduct(ctx context.Context, appID string, in ProductInput) (order.Product, error) {
 	p := order.Product{ID: in.ID, AppID: appID, Title: in.Title, Summary: in.Summary, Description: in.Description,
-		Image: in.Image, PriceFen: in.PriceFen, Active: in.Active == nil || *in.Active}
+		Image: in.Image, PriceFen: in.PriceFen, Active: in.Active == nil || *in.Active, Split: in.Split.Clone()}
 	if err := checkProduct(p); err != nil {
 		return order.Product{}, err
 	}
@@ -87,17 +90,22 @@ func (a *App) CreateProduct(ctx context.Context, appID string, in ProductInput) 
 	} else if err != nil {
 		return order.Product{}, storeError("insert product", err)
 	}
-	a.log.InfoContext(ctx, "product created", "app_id", appID, "product_id", p.ID, "price_fen", p.PriceFen)
+	a.log.InfoContext(ctx, "product created", "app_id", appID, "product_id", p.ID, "price_fen", p.PriceFen, "split", p.Split != nil)
 	return p, nil
 }
 
-// UpdateProduct changes a product's price, title, texts or whether it is on
-// sale. Orders already created keep the snapshot they were priced with.
+// UpdateProduct changes a product's price, title, texts, split rule or
+// whether it is on sale. Orders already created keep the snapshot they were
+// priced with, split rule included.
 // Errors: INVALID_PRODUCT_ID, PRODUCT_NOT_FOUND, INVALID_TITLE,
-// INVALID_PRICE, INVALID_TEXT, STORE_UNAVAILABLE.
+// INVALID_PRICE, INVALID_TEXT, INVALID_SPLIT, SPLIT_EXCEEDS_MAX_RATIO,
+// STORE_UNAVAILABLE.
 func (a *App) UpdateProduct(ctx context.Context, appID, id string, up ProductUpdate) (order.Product, error) {
 	if !productIDPattern.MatchString(id) {
 		return order.Product{}, Errorf(KindInvalid, CodeInvalidProductID, "id must be 1-64 characters of A-Z a-z 0-9 _ -")
+	}
+	if up.RemoveSplit && up.Split != nil {
+		return order.Product{}, Errorf(KindInvalid, CodeInvalidSplit, "send split or remove_split, not both")
 	}
 	p, err := a.store.Product(ctx, appID, id)
 	if errors.Is(err, order.ErrNotFound) {
@@ -120,13 +128,19 @@ func (a *App) UpdateProduct(ctx context.Context, appID, id string, up ProductUpd
 	if up.Active != nil {
 		p.Active = *up.Active
 	}
+	switch {
+	case up.RemoveSplit:
+		p.Split = nil
+	case up.Split != nil:
+		p.Split = up.Split.Clone()
+	}
 	if err := checkProduct(p); err != nil {
 		return order.Product{}, err
 	}
 	if err := a.store.ReplaceProduct(ctx, p); err != nil {
 		return order.Product{}, storeError("save product", err)
 	}
-	a.log.InfoContext(ctx, "product updated", "app_id", appID, "product_id", p.ID, "price_fen", p.PriceFen, "active", p.Active)
+	a.log.InfoContext(ctx, "product updated", "app_id", appID, "product_id", p.ID, "price_fen", p.PriceFen, "active", p.Active, "split", p.Split != nil)
 	return p, nil
 }
 

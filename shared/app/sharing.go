@@ -33,8 +33,9 @@ import (
 //  5. decides the outcome once (order.SplitDoneKey): FINISHED, PARTIAL or
 //     REFUSED, counted in the metrics by the claim's winner.
 //
-// A refund of a split order: the job finds every refund of an order with a
-// rule and, once the split is done, returns (回退) each merchant
+// A refund of a split order: Refund opens its return task at once, and
+// the job also finds every refund of an order with a rule (in case that
+// write was lost) and, once the split is done, returns (回退) each merchant
 // receiver's part of the refunded amount (order.ReturnAmount: all of it
 // once everything is refunded) under out_return_no order.ReturnNo, then
 // follows each return to SUCCESS or FAILED. WeChat Pay can only return

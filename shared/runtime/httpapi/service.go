@@ -3,6 +3,8 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -60,6 +62,8 @@ func init() {
 		"url":           app.CodeInvalidURL,
 		"events":        app.CodeInvalidEvents,
 		"overlap_hours": app.CodeInvalidOverlap,
+		"split":         app.CodeInvalidSplit,
+		"remove_split":  app.CodeInvalidRequest,
 	} {
 		fieldCodes[k] = v
 	}
@@ -195,6 +199,7 @@ type productRequest struct {
 	Image       string          `json:"image"`
 	PriceFen    json.RawMessage `json:"price_fen"`
 	Active      *bool           `json:"active"`
+	Split       json.RawMessage `json:"split"` // splitField
 }
 
 type productPatch struct {
@@ -204,6 +209,75 @@ type productPatch struct {
 	Image       *string         `json:"image"`
 	PriceFen    json.RawMessage `json:"price_fen"`
 	Active      *bool           `json:"active"`
+	Split       json.RawMessage `json:"split"` // splitField
+	RemoveSplit bool            `json:"remove_split"`
+}
+
+// splitField reads a product's split rule (nil when absent or null) as
+// strictly as decode reads a body: keys named exactly, none twice, none
+// unknown, every value of its type. Anything else is INVALID_SPLIT naming
+// the place, so a mistake in the rule is named rather than half read. The
+// rule itself is judged by the use case (app.ValidateSplit).
+func splitField(raw json.RawMessage) (*order.Split, error) {
+	if raw == nil || string(raw) == "null" {
+		return nil, nil
+	}
+	if err := splitKeys("split", raw, fieldsOf(&order.Split{})); err != nil {
+		return nil, err
+	}
+	var rule struct {
+		Receivers []json.RawMessage `json:"receivers"`
+	}
+	if json.Unmarshal(raw, &rule) != nil {
+		return nil, splitError("split.receivers must be an array of objects")
+	}
+	for i, r := range rule.Receivers {
+		if err := splitKeys(fmt.Sprintf("split.receivers[%d]", i), r, fieldsOf(&order.Receiver{})); err != nil {
+			return nil, err
+		}
+	}
+	var s order.Split
+	if err := json.Unmarshal(raw, &s); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return nil, splitError("split.%s must be a JSON %s", te.Field, te.Type.Kind())
+		}
+		return nil, splitError("split is not a split rule")
+	}
+	return &s, nil
+}
+
+// splitKeys checks the keys of one object of a split rule against its
+// type's fields, as checkKeys does for a body.
+func splitKeys(at string, raw json.RawMessage, fields map[string]bool) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return splitError("%s must be a JSON object", at)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return splitError("%s is not a valid JSON object", at)
+		}
+		key, _ := tok.(string)
+		switch {
+		case seen[foldKey(key)]:
+			return splitError("%s: field %q appears twice", at, key)
+		case !fields[key]:
+			return splitError("%s: field %q is not accepted (names are case-sensitive)", at, key)
+		}
+		seen[foldKey(key)] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return splitError("%s is not a valid JSON object", at)
+		}
+	}
+	return nil
+}
+
+func splitError(format string, args ...any) error {
+	return app.Errorf(app.KindInvalid, app.CodeInvalidSplit, format, args...)
 }
 
 type serviceOrderRequest struct {
@@ -265,8 +339,12 @@ func (api *API) ServerAPI() http.Handler {
 				if !ok {
 					return app.Errorf(app.KindInvalid, app.CodeInvalidPrice, priceMsg)
 				}
+				split, err := splitField(req.Split)
+				if err != nil {
+					return err
+				}
 				pr, err := api.app.CreateProduct(r.Context(), caller.ID, app.ProductInput{ID: req.ProductID, Title: req.Title,
-					Summary: req.Summary, Description: req.Description, Image: req.Image, PriceFen: price, Active: req.Active})
+					Summary: req.Summary, Description: req.Description, Image: req.Image, PriceFen: price, Active: req.Active, Split: split})
 				if err != nil {
 					return err
 				}
@@ -281,8 +359,12 @@ func (api *API) ServerAPI() http.Handler {
 				if err != nil {
 					return err
 				}
+				split, err := splitField(req.Split)
+				if err != nil {
+					return err
+				}
 				pr, err := api.app.UpdateProduct(r.Context(), caller.ID, p["id"], app.ProductUpdate{Title: req.Title, Summary: req.Summary,
-					Description: req.Description, Image: req.Image, PriceFen: price, Active: req.Active})
+					Description: req.Description, Image: req.Image, PriceFen: price, Active: req.Active, Split: split, RemoveSplit: req.RemoveSplit})
 				if err != nil {
 					return err
 				}
