@@ -36,6 +36,10 @@ func BenchmarkVerifyPaymentUseCaseRatio(b *testing.B) {
 	benchRatio(b, VerifyPaymentUseCaseOp, VerifyFloorOp)
 }
 
+// BenchmarkAlipayNotifyRatio reports alipayNotify's CPU over its floor
+// (form parse + one RSA2 verify).
+func BenchmarkAlipayNotifyRatio(b *testing.B) { benchRatio(b, AlipayNotifyOp, AlipayNotifyFloorOp) }
+
 // BenchmarkPayRatio reports pay's CPU over its signatures' floor.
 func BenchmarkPayRatio(b *testing.B) { benchRatio(b, PayOp, PayFloorOp) }
 
@@ -214,4 +218,19 @@ func BenchmarkPaidToFirstAttempt(b *testing.B) {
 	}
 	b.ReportMetric(float64(r.P50), "p50-ns")
 	b.ReportMetric(float64(r.P99), "p99-ns")
+}
+
+// BenchmarkAlipayNotify is the whole alipayNotify function per
+// notification (AlipayNotifyOp), store in memory.
+func BenchmarkAlipayNotify(b *testing.B) {
+	f, err := Shared()
+	if err != nil {
+		b.Fatal(err)
+	}
+	op, c, err := AlipayNotifyOp(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c()
+	runOps(b, op)
 }

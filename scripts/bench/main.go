@@ -94,6 +94,23 @@ func run(quick bool, cpuprofile string) error {
 	add("verify floor (RSA-2048 verify + AES-256-GCM open + JSON decode), CPU/notification", us(pv.FloorCPU), "", nil)
 	add("verifyPayment, store in memory, CPU/notification", us(pv.SubjectCPU), "", nil)
 	add("verifyPayment / floor (median of paired rounds)", fmt.Sprintf("%.2f×", pv.Ratio), "≤ 1.30×", ptr(pv.Ratio <= 1.3))
+	fmt.Fprintln(os.Stderr, "alipayNotify ...")
+	aliFloor, err := bench.AlipayNotifyFloorOp(f)
+	if err != nil {
+		return err
+	}
+	ali, aliClose, err := bench.AlipayNotifyOp(f)
+	if err != nil {
+		return err
+	}
+	pa, err := bench.Compare(ali, aliFloor, scale(21, 3), scale(300, 20))
+	aliClose()
+	if err != nil {
+		return err
+	}
+	add("Alipay floor (form parse + RSA-2048 SHA256withRSA verify), CPU/notification", us(pa.FloorCPU), "", nil)
+	add("alipayNotify, store in memory, CPU/notification", us(pa.SubjectCPU), "", nil)
+	add("alipayNotify / floor (median of paired rounds)", fmt.Sprintf("%.2f×", pa.Ratio), "≤ 1.30×", ptr(pa.Ratio <= 1.3))
 	sdk, err := bench.SDKParseNotifyOp(f)
 	if err != nil {
 		return err
