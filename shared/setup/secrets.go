@@ -114,9 +114,14 @@ func fromStore(fn Function, getenv func(string) string, cfg config.Config, logge
 	// The settings that are not in the secret are checked now, so a
 	// misconfigured function still fails its cold start: the secret's keys
 	// stand in as placeholders that pass Load's format checks.
+	// The parts are those of this deployment: with an Alipay channel on,
+	// more functions hold the Alipay key.
+	parts, ok := partsOf(fn, cfg)
 	placeholders := map[string]bool{}
-	for _, k := range SecretKeys(fn) {
-		placeholders[k] = true
+	for _, p := range parts {
+		for _, k := range secretKeys[p] {
+			placeholders[k] = true
+		}
 	}
 	withSecret := func(k string) string {
 		if placeholders[k] && getenv(k) == "" {
@@ -124,7 +129,7 @@ func fromStore(fn Function, getenv func(string) string, cfg config.Config, logge
 		}
 		return getenv(k)
 	}
-	if parts, ok := partsOf(fn, cfg); ok {
+	if ok {
 		if c, err := config.Load(withSecret); err == nil {
 			if err := c.Need(parts...); err != nil {
 				return nil, fmt.Errorf("configure %s: %w", fn, err)

@@ -191,6 +191,8 @@ func route(api *httpapi.API, fn Function) (http.Handler, error) {
 		return api.Bills(), nil
 	case VerifyRefund:
 		return api.VerifyRefund(), nil
+	case AlipayNotify:
+		return api.AlipayNotify(), nil
 	case ServerAPI:
 		return api.ServerAPI(), nil
 	case AdminApps:
