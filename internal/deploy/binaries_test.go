@@ -30,6 +30,7 @@ import (
 
 	"github.com/tencentyun/scf-go-lib/cloudfunction/messages"
 
+	"github.com/payfn/payfn/shared/alipaysim"
 	"github.com/payfn/payfn/shared/order"
 	"github.com/payfn/payfn/shared/paysim"
 	"github.com/payfn/payfn/shared/secrets/secretstest"
@@ -206,10 +207,11 @@ func crossBuild(t *testing.T, arch string, machine elf.Machine) {
 // stack is what the function processes talk to: the embedded store (seeded)
 // and the WeChat Pay simulator on loopback.
 type stack struct {
-	sim   *paysim.Server
-	store *store.Store
-	uri   string
-	db    string
+	sim    *paysim.Server
+	alipay *alipaysim.Server // Alipay, for alipayNotify and the Alipay channels
+	store  *store.Store
+	uri    string
+	db     string
 	// delivered holds the notifications the simulator sent to the notify
 	// URLs, as the gateway received them; the test hands each to the
 	// function it is for.
@@ -225,10 +227,11 @@ type stack struct {
 }
 
 const (
-	testAppID  = "wx1234567890abcdef"
-	testMchID  = "1900000109"
-	testAPIv3  = "0123456789abcdef0123456789abcdef"
-	testSerial = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
+	testAlipayAppID = "2021000000000042"
+	testAppID       = "wx1234567890abcdef"
+	testMchID       = "1900000109"
+	testAPIv3       = "0123456789abcdef0123456789abcdef"
+	testSerial      = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
 )
 
 // testAdminKey is the merchant's admin key the stack gives every function.
@@ -266,6 +269,17 @@ func newStack(t *testing.T) *stack {
 	if err := st.UpsertProducts(context.Background(), order.Product{ID: "latte", Title: "Latte", PriceFen: 2800, Active: true}); err != nil {
 		t.Fatal(err)
 	}
+	// Alipay: its notifications, like WeChat Pay's, stop at this test's
+	// gateway, which acknowledges them as alipayNotify would.
+	ali, err := alipaysim.New(alipaysim.Options{AppID: testAlipayAppID, HTTPClient: &http.Client{Transport: alipayGateway(s.delivered)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ali.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ali.Close() })
+	s.alipay = ali
 	s.sim, s.store, s.uri, s.db = sim, st, uri, db
 	s.aws, s.ssm = secretstest.NewAWS(t, "ap-east-1"), secretstest.NewTencent(t, "ap-guangzhou")
 	return s
@@ -294,6 +308,19 @@ func (g gateway) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return &http.Response{StatusCode: status, Status: http.StatusText(status), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(`{"code":"SUCCESS"}`)), Request: r}, nil
+}
+
+// alipayGateway receives the Alipay simulator's notifications like gateway,
+// answering "success", the body that stops Alipay's retries.
+type alipayGateway chan request
+
+func (g alipayGateway) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := gateway(g).RoundTrip(r)
+	if err == nil && resp.StatusCode == http.StatusOK {
+		resp.Header.Set("Content-Type", "text/plain")
+		resp.Body = io.NopCloser(strings.NewReader("success"))
+	}
+	return resp, err
 }
 
 // delivery waits for the simulator's next notification, which must be for
@@ -329,7 +356,14 @@ func (s *stack) values(t *testing.T) map[string]string {
 		"WECHATPAY_ACCEPT_PLATFORM_CERTS": "false", // the simulator signs with its public key only
 		"PAYFN_SECRET_REFRESH":            "5m",
 		"PAYFN_SERVICE_KEY":               testServiceKey, "WECHATPAY_EXTRA_APPIDS": testExtraAppID,
+		// Every channel is on, so the functions that act on every channel
+		// hold the Alipay merchant too, as deployed with Alipay.
+		"PAYFN_CHANNELS": allChannels,
 	}
+	ak := s.alipay.Keys()
+	val["ALIPAY_APP_ID"], val["ALIPAY_MINI_APPID"], val["ALIPAY_SELLER_ID"] = ak.AppID, ak.AppID, ak.SellerID
+	val["ALIPAY_APP_PRIVATE_KEY"], val["ALIPAY_PUBLIC_KEY"] = ak.AppPrivateKeyPEM, ak.AlipayPublicKeyPEM
+	val["ALIPAY_NOTIFY_URL"], val["ALIPAY_GATEWAY_URL"] = "https://pay.example.com/notify/alipay", s.alipay.GatewayURL()
 	return val
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/payfn/payfn/shared/alipaysim"
 	"github.com/payfn/payfn/shared/app"
 	"github.com/payfn/payfn/shared/order"
 	"github.com/payfn/payfn/shared/paysim"
@@ -349,7 +350,7 @@ func driveEveryFunction(t *testing.T, s *stack, f *fleet) {
 
 	// Service mode. adminApps: without the admin key nothing is created;
 	// with it, an app and its API key (shown once).
-	shop := map[string]any{"app_id": p + "shop", "name": "Shop"}
+	shop := map[string]any{"app_id": p + "shop", "name": "Shop", "channels": strings.Split(allChannels, ",")}
 	f.send(t, setup.AdminApps, admin("", shop), 401, "ADMIN_UNAUTHENTICATED")
 	f.send(t, setup.AdminApps, admin(strings.Repeat("b", 32), shop), 401, "ADMIN_UNAUTHENTICATED")
 	created := decode[struct {
@@ -374,6 +375,36 @@ func driveEveryFunction(t *testing.T, s *stack, f *fleet) {
 		t.Fatalf("serverApi listed %+v, want the app's one product tea at 1200 fen", list.Products)
 	}
 	f.send(t, setup.ServerAPI, request{method: http.MethodGet, path: "/v1/products", headers: map[string]string{}}, 401, "INVALID_SIGNATURE")
+
+	// alipayNotify: the app's server creates an order on the Alipay
+	// mini-program channel (serverApi prepays at the Alipay simulator), the
+	// buyer pays there, and Alipay's form-encoded notification is recorded
+	// once (its retry acknowledged again); a tampered one changes nothing.
+	ali := decode[struct {
+		OrderID string            `json:"order_id"`
+		Payment map[string]string `json:"payment"`
+	}](t, f.send(t, setup.ServerAPI, signed(created.Key, http.MethodPost, "/v1/orders", map[string]any{"product_id": "tea", "quantity": 1,
+		"request_id": p + "-ali-1", "buyer": "u-ali", "payer_openid": "alipay-open-id-0001", "channel": app.ChannelAlipayMini}), 201, ""))
+	if ali.Payment["trade_no"] == "" {
+		t.Fatalf("serverApi answered payment %v for alipay_mini, want a trade_no", ali.Payment)
+	}
+	trade, err := s.alipay.PayTrade(ctx, ali.Payment["trade_no"], alipaysim.PayOptions{})
+	if err != nil || trade.OutTradeNo != ali.OrderID {
+		t.Fatalf("Alipay payment of %s: %+v %v", ali.OrderID, trade, err)
+	}
+	anote := s.delivery(t, f.fn(t, setup.AlipayNotify).Path)
+	if r := f.send(t, setup.AlipayNotify, anote, 200, ""); string(r.Body) != "success" {
+		t.Fatalf("alipayNotify answered %q, want the body success", r.Body)
+	}
+	s.wantPaid(t, ali.OrderID, trade.TradeNo)
+	f.send(t, setup.AlipayNotify, anote, 200, "")
+	tampered := anote
+	tampered.body = []byte(strings.Replace(string(anote.body), "total_amount=12.00", "total_amount=0.01", 1))
+	if string(tampered.body) == string(anote.body) {
+		t.Fatalf("the notification has no total_amount=12.00 to tamper with: %s", anote.body)
+	}
+	f.send(t, setup.AlipayNotify, tampered, 401, "INVALID_NOTIFICATION")
+	s.wantPaid(t, ali.OrderID, trade.TradeNo)
 
 	// dispatchWebhooks: no endpoint is registered, so nothing is due; the
 	// run completes within the function's configured timeout (a run that
