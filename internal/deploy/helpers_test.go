@@ -302,27 +302,17 @@ func needsAlipayWhenOn(t *testing.T, fn setup.Function) bool {
 	if v, ok := alipayMemo[fn]; ok {
 		return v
 	}
-	env := map[string]string{"PAYFN_CHANNELS": allChannels, "PAYFN_SECRET_SOURCE": "env"}
-	for _, n := range []string{"MONGODB_URI", "MONGODB_DATABASE", "WECHAT_APPID", "WECHAT_APPSECRET", "PAYFN_SESSION_SECRET",
-		"PAYFN_ADMIN_KEY", "PAYFN_SERVICE_KEY", "WECHATPAY_MCHID", "WECHATPAY_MCH_CERT_SERIAL", "WECHATPAY_MCH_PRIVATE_KEY",
-		"WECHATPAY_APIV3_KEY", "WECHATPAY_NOTIFY_URL", "WECHATPAY_REFUND_NOTIFY_URL", "ALIPAY_APP_ID", "ALIPAY_SELLER_ID",
-		"ALIPAY_PUBLIC_KEY", "ALIPAY_NOTIFY_URL"} {
-		env[n] = plausible(t, n)
-	}
-	getenv := func(k string) string { return env[k] }
-	logger := slog.New(slog.DiscardHandler)
-	var err error
-	isHTTP := false
-	for _, f := range setup.Functions {
-		if f.Name == fn {
-			isHTTP = f.Path != ""
+	f := function{Name: fn}
+	for _, d := range setup.Functions {
+		if d.Name == fn {
+			f.Path, f.Schedule = d.Path, d.Schedule
 		}
 	}
-	if isHTTP {
-		_, err = setup.Handler(fn, getenv, logger)
-	} else {
-		_, err = setup.JobFor(fn, getenv, logger)
-	}
+	names := []string{"MONGODB_URI", "MONGODB_DATABASE", "WECHAT_APPID", "WECHAT_APPSECRET", "PAYFN_SESSION_SECRET",
+		"PAYFN_ADMIN_KEY", "PAYFN_SERVICE_KEY", "WECHATPAY_MCHID", "WECHATPAY_MCH_CERT_SERIAL", "WECHATPAY_MCH_PRIVATE_KEY",
+		"WECHATPAY_APIV3_KEY", "WECHATPAY_NOTIFY_URL", "WECHATPAY_REFUND_NOTIFY_URL", "ALIPAY_APP_ID", "ALIPAY_SELLER_ID",
+		"ALIPAY_PUBLIC_KEY", "ALIPAY_NOTIFY_URL", "PAYFN_CHANNELS", "PAYFN_SECRET_SOURCE"}
+	err := startsOverriding(t, f, names, map[string]string{"PAYFN_CHANNELS": allChannels, "PAYFN_SECRET_SOURCE": "env"})
 	v := err != nil && strings.Contains(err.Error(), "ALIPAY_APP_PRIVATE_KEY")
 	alipayMemo[fn] = v
 	return v
