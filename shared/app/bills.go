@@ -63,8 +63,9 @@ const (
 
 // Bill job tuning.
 const (
-	// ChannelWeChatPay names WeChat Pay's bills (report ids, the route).
-	ChannelWeChatPay = "wechatpay"
+	// ChannelWeChatPay names WeChat Pay's bills (report ids, the route):
+	// ProviderWeChatPay. Alipay's are ProviderAlipay.
+	ChannelWeChatPay = ProviderWeChatPay
 	// BillLookback is how many days back the job takes up a day whose
 	// report is not final (not ready, failed, incomplete).
 	BillLookback = 7
@@ -81,6 +82,7 @@ const (
 // Bill error codes.
 const (
 	CodeInvalidBillDate    = "INVALID_BILL_DATE"
+	CodeInvalidBillChannel = "INVALID_BILL_CHANNEL"
 	CodeBillReportNotFound = "BILL_REPORT_NOT_FOUND"
 )
 
@@ -166,47 +168,62 @@ func (a *App) ReconcileBills(ctx context.Context) (JobReport, error) {
 	rep := JobReport{Job: "reconcileBill", Fixes: []Fix{}, Complete: true, Sweeps: []SweepReport{}}
 	today := a.now().In(chinaTime)
 	var errs []error
+	providers := a.billProviders()
+days:
 	for back := 1; back <= 1+BillLookback; back++ {
 		day := today.AddDate(0, 0, -back).Format(time.DateOnly)
-		var old BillReport
-		err := a.store.BillReport(ctx, billReportID(ChannelWeChatPay, day), &old)
-		switch {
-		case err == nil && old.Final():
-			continue // done: a run again would give the same report
-		case errors.Is(err, order.ErrNotFound) && back > 1:
-			continue // an earlier day never run (before payfn was deployed): not taken up
-		case err != nil && !errors.Is(err, order.ErrNotFound):
-			errs = append(errs, storeError("load bill report "+day, err))
-			continue
-		}
-		if !stopAt.IsZero() && time.Now().After(stopAt) {
-			rep.Complete, rep.Stopped = false, StoppedDeadline
-			break
-		}
-		br, fixes, err := a.reconcileBill(ctx, day, stopAt)
-		sw := SweepReport{Name: "bill:" + day, Examined: br.Rows, Fixed: len(fixes), Complete: br.Final()}
-		for _, d := range br.Differences {
-			if d.Outcome == OutcomeRepairFailed {
-				sw.Failures++
+		for _, provider := range providers {
+			var old BillReport
+			err := a.store.BillReport(ctx, billReportID(provider, day), &old)
+			switch {
+			case err == nil && old.Final():
+				continue // done: a run again would give the same report
+			case errors.Is(err, order.ErrNotFound) && back > 1:
+				continue // an earlier day never run (before payfn was deployed): not taken up
+			case err != nil && !errors.Is(err, order.ErrNotFound):
+				errs = append(errs, storeError("load bill report "+provider+" "+day, err))
+				continue
 			}
-		}
-		if br.Status == BillIncomplete {
-			sw.Stopped = StoppedDeadline
-		}
-		rep.Sweeps = append(rep.Sweeps, sw)
-		rep.Examined += sw.Examined
-		rep.Failures += sw.Failures
-		rep.Fixes = append(rep.Fixes, fixes...)
-		rep.Complete = rep.Complete && (sw.Complete || br.Status == BillNotReady)
-		if err != nil {
-			rep.Failures++
-			errs = append(errs, err)
+			if !stopAt.IsZero() && time.Now().After(stopAt) {
+				rep.Complete, rep.Stopped = false, StoppedDeadline
+				break days
+			}
+			a.runBill(ctx, &rep, &errs, provider, day, stopAt)
 		}
 	}
 	rep.DurationMS = time.Since(begin).Milliseconds()
 	a.log.InfoContext(ctx, "reconcileBill done", "examined", rep.Examined, "fixed", len(rep.Fixes), "failures", rep.Failures,
 		"complete", rep.Complete, "duration_ms", rep.DurationMS)
 	return rep, errors.Join(errs...)
+}
+
+// runBill reconciles one provider's bill of day and adds it to the job's
+// report as a sweep: "bill:DAY" for WeChat Pay (as before Alipay came),
+// "bill:PROVIDER:DAY" for the others.
+func (a *App) runBill(ctx context.Context, rep *JobReport, errs *[]error, provider, day string, stopAt time.Time) {
+	br, fixes, err := a.reconcileBill(ctx, provider, day, stopAt)
+	name := "bill:" + day
+	if provider != ProviderWeChatPay {
+		name = "bill:" + provider + ":" + day
+	}
+	sw := SweepReport{Name: name, Examined: br.Rows, Fixed: len(fixes), Complete: br.Final()}
+	for _, d := range br.Differences {
+		if d.Outcome == OutcomeRepairFailed {
+			sw.Failures++
+		}
+	}
+	if br.Status == BillIncomplete {
+		sw.Stopped = StoppedDeadline
+	}
+	rep.Sweeps = append(rep.Sweeps, sw)
+	rep.Examined += sw.Examined
+	rep.Failures += sw.Failures
+	rep.Fixes = append(rep.Fixes, fixes...)
+	rep.Complete = rep.Complete && (sw.Complete || br.Status == BillNotReady)
+	if err != nil {
+		rep.Failures++
+		*errs = append(*errs, err)
+	}
 }
 
 // ReconcileBill reconciles WeChat Pay's bill of day (YYYY-MM-DD, China
@@ -216,6 +233,16 @@ func (a *App) ReconcileBills(ctx context.Context) (JobReport, error) {
 // Errors: INVALID_BILL_DATE, STORE_UNAVAILABLE, PAYMENT_CHANNEL_UNAVAILABLE,
 // PAYMENT_CHANNEL_ERROR.
 func (a *App) ReconcileBill(ctx context.Context, day string) (BillReport, error) {
+	return a.ReconcileProviderBill(ctx, ProviderWeChatPay, day)
+}
+
+// ReconcileProviderBill is ReconcileBill for provider's bill (a Provider*
+// name: ProviderWeChatPay, ProviderAlipay).
+// Errors: INVALID_BILL_CHANNEL and those of ReconcileBill.
+func (a *App) ReconcileProviderBill(ctx context.Context, provider, day string) (BillReport, error) {
+	if err := checkBillChannel(provider); err != nil {
+		return BillReport{}, err
+	}
 	if err := checkBillDate(day); err != nil {
 		return BillReport{}, err
 	}
@@ -223,18 +250,22 @@ func (a *App) ReconcileBill(ctx context.Context, day string) (BillReport, error)
 	if dl, ok := ctx.Deadline(); ok {
 		stopAt = dl.Add(-max(a.jobs.withDefaults().MinMargin, time.Until(dl)/10))
 	}
-	r, _, err := a.reconcileBill(ctx, day, stopAt)
+	r, _, err := a.reconcileBill(ctx, provider, day, stopAt)
 	return r, err
 }
 
-// BillReport returns the stored report of channel's bill of day ("" is
-// WeChat Pay).
-// Errors: INVALID_BILL_DATE, BILL_REPORT_NOT_FOUND, STORE_UNAVAILABLE.
+// BillReport returns the stored report of channel's bill of day: channel
+// is a provider's name, ProviderWeChatPay ("" too) or ProviderAlipay.
+// Errors: INVALID_BILL_CHANNEL, INVALID_BILL_DATE, BILL_REPORT_NOT_FOUND,
+// STORE_UNAVAILABLE.
 func (a *App) BillReport(ctx context.Context, channel, day string) (BillReport, error) {
+	channel = cmp.Or(channel, ChannelWeChatPay)
+	if err := checkBillChannel(channel); err != nil {
+		return BillReport{}, err
+	}
 	if err := checkBillDate(day); err != nil {
 		return BillReport{}, err
 	}
-	channel = cmp.Or(channel, ChannelWeChatPay)
 	var r BillReport
 	err := a.store.BillReport(ctx, billReportID(channel, day), &r)
 	if errors.Is(err, order.ErrNotFound) {
@@ -255,34 +286,134 @@ func checkBillDate(day string) error {
 	return nil
 }
 
+// BillChannels are the providers whose bills payfn reconciles, in the
+// order the job takes them: the names of the reports' channel and of the
+// route's ?channel=.
+var BillChannels = []string{ProviderWeChatPay, ProviderAlipay}
+
+func checkBillChannel(channel string) error {
+	if !slices.Contains(BillChannels, channel) {
+		return Errorf(KindInvalid, CodeInvalidBillChannel, "the bill channel must be one of %v", BillChannels)
+	}
+	return nil
+}
+
+// billProviders are the providers the job reconciles: those with a
+// configured channel that has bills (BillSource).
+func (a *App) billProviders() []string {
+	var out []string
+	for _, p := range BillChannels {
+		if _, ok := a.billSource(p); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// billSource finds provider's bills on its configured channel, through
+// wrappers.
+func (a *App) billSource(provider string) (BillSource, bool) {
+	ch, err := a.provider(provider)
+	if err != nil {
+		return nil, false
+	}
+	return capability[BillSource](ch)
+}
+
+// channelProviders says whose bill each known channel's money is in. A
+// configured channel's Provider() comes first; this covers ledger rows and
+// refunds of a channel no longer configured here.
+var channelProviders = map[string]string{
+	ChannelWeChatJSAPI: ProviderWeChatPay, ChannelWeChatH5: ProviderWeChatPay,
+	ChannelAlipayWap: ProviderAlipay, ChannelAlipayMini: ProviderAlipay,
+}
+
+// providerOf is the provider whose bill holds money taken through channel
+// ("" is order.DefaultChannel, as on records made before channels).
+func (a *App) providerOf(channel string) string {
+	channel = cmp.Or(channel, order.DefaultChannel)
+	if ch, ok := a.channels[channel]; ok {
+		return ch.Provider()
+	}
+	return channelProviders[channel]
+}
+
+// scanBillPayments and scanBillRefunds read the day's ledger rows and
+// refunds of provider's channels only: another provider's payments are
+// in its own bill, not missing from this one.
+//
+// A refund carries its order's channel. A ledger row is the provider's
+// whose merchant id it carries (WeChat Pay's mchid, Alipay's seller_id),
+// or, when no configured channel has that merchant id, its channel's
+// provider (rows without a channel are order.DefaultChannel's, WeChat
+// Pay's).
+func (a *App) scanBillPayments(ctx context.Context, provider string, from, to time.Time, fn func(order.Payment) error) error {
+	byMch := map[string]string{}
+	for _, ch := range a.channels {
+		if _, taken := byMch[ch.MchID()]; !taken && ch.MchID() != "" {
+			byMch[ch.MchID()] = ch.Provider()
+		}
+	}
+	return a.store.ScanBillPayments(ctx, from, to, func(p order.Payment) error {
+		owner, ok := byMch[p.MchID]
+		if !ok {
+			owner = a.providerOf(p.Channel)
+		}
+		if owner != provider {
+			return nil
+		}
+		return fn(p)
+	})
+}
+
+func (a *App) scanBillRefunds(ctx context.Context, provider string, from, to time.Time, fn func(order.Refund) error) error {
+	return a.store.ScanBillRefunds(ctx, from, to, func(r order.Refund) error {
+		if a.providerOf(r.ChannelName()) != provider {
+			return nil
+		}
+		return fn(r)
+	})
+}
+
+// providerLabel names a provider in reports and logs.
+func providerLabel(provider string) string {
+	switch provider {
+	case ProviderWeChatPay:
+		return "WeChat Pay"
+	case ProviderAlipay:
+		return "Alipay"
+	}
+	return provider
+}
+
 func billReportID(channel, day string) string { return channel + ":" + day }
 
 // chinaTime is China Standard Time: bills' days and times are in it.
 var chinaTime = time.FixedZone("CST", 8*3600)
 
 // reconcileBill runs one day's bill and stores its report.
-func (a *App) reconcileBill(ctx context.Context, day string, stopAt time.Time) (BillReport, []Fix, error) {
+func (a *App) reconcileBill(ctx context.Context, provider, day string, stopAt time.Time) (BillReport, []Fix, error) {
 	begin := time.Now()
-	id := billReportID(ChannelWeChatPay, day)
+	id := billReportID(provider, day)
 	var old BillReport
 	if err := a.store.BillReport(ctx, id, &old); err != nil && !errors.Is(err, order.ErrNotFound) {
 		return BillReport{}, nil, storeError("load bill report "+day, err)
 	}
 	now := a.now().UTC().Truncate(time.Millisecond)
-	r := BillReport{ID: id, Date: day, Channel: ChannelWeChatPay, Runs: old.Runs + 1, CreatedAt: old.CreatedAt, UpdatedAt: now}
+	r := BillReport{ID: id, Date: day, Channel: provider, Runs: old.Runs + 1, CreatedAt: old.CreatedAt, UpdatedAt: now}
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = now
 	}
-	log := a.log.With("bill_date", day, "channel", ChannelWeChatPay)
-	src, ok := capability[BillSource](a.channel)
+	log := a.log.With("bill_date", day, "channel", provider)
+	src, ok := a.billSource(provider)
 	if !ok {
-		r.Status, r.Error = BillDownloadFailed, "the payment channel has no bills"
-		return a.saveBill(ctx, r, old, nil, begin, fmt.Errorf("reconcile bill %s: %s", day, r.Error))
+		r.Status, r.Error = BillDownloadFailed, "no configured "+providerLabel(provider)+" channel has bills"
+		return a.saveBill(ctx, r, old, nil, begin, fmt.Errorf("reconcile %s bill %s: %s", provider, day, r.Error))
 	}
-	c, err := a.compareBill(ctx, src, day, stopAt)
+	c, err := a.compareBill(ctx, src, provider, day, stopAt)
 	switch {
 	case errors.Is(err, ErrBillNotReady):
-		r.Status, r.Error = BillNotReady, "WeChat Pay has not generated the bill yet"
+		r.Status, r.Error = BillNotReady, providerLabel(provider)+" has not generated the bill yet"
 		log.WarnContext(ctx, "bill not ready; a later run takes it up", "err", err)
 		return a.saveBill(ctx, r, old, nil, begin, nil)
 	case c.stopped:
@@ -298,7 +429,7 @@ func (a *App) reconcileBill(ctx context.Context, day string, stopAt time.Time) (
 		return a.saveBill(ctx, r, old, nil, begin, err)
 	case err != nil:
 		r.Status, r.Error = BillDownloadFailed, err.Error()
-		return a.saveBill(ctx, r, old, nil, begin, channelError("bill "+day, err))
+		return a.saveBill(ctx, r, old, nil, begin, channelError(provider+" bill "+day, err))
 	}
 	r.Rows, r.PaymentRows, r.RefundRows, r.BillTotals = c.rows, c.paymentRows, c.refundRows, c.summary
 	r.HerePayments, r.HereRefunds, r.Unlisted = c.herePayments, c.hereRefunds, c.unlisted
@@ -307,11 +438,11 @@ func (a *App) reconcileBill(ctx context.Context, day string, stopAt time.Time) (
 	if len(fixes) > 0 {
 		// What is here now, so that a run after this one says the same.
 		from, _ := time.ParseInLocation(time.DateOnly, day, chinaTime)
-		if n, err := a.countBillPayments(ctx, from, from.AddDate(0, 0, 1)); err == nil {
+		if n, err := a.countBillPayments(ctx, provider, from, from.AddDate(0, 0, 1)); err == nil {
 			r.HerePayments = n
 		}
 		n := 0
-		if a.store.ScanBillRefunds(ctx, from, from.AddDate(0, 0, 1), func(order.Refund) error { n++; return nil }) == nil {
+		if a.scanBillRefunds(ctx, provider, from, from.AddDate(0, 0, 1), func(order.Refund) error { n++; return nil }) == nil {
 			r.HereRefunds = n
 		}
 	}
@@ -481,9 +612,9 @@ var refundStates = []order.RefundStatus{order.RefundPending, order.RefundSucceed
 func refundState(s order.RefundStatus) uint8 { return uint8(max(0, slices.Index(refundStates, s))) }
 
 // countBillPayments counts the day's ledger rows that moved money.
-func (a *App) countBillPayments(ctx context.Context, from, to time.Time) (int, error) {
+func (a *App) countBillPayments(ctx context.Context, provider string, from, to time.Time) (int, error) {
 	n := 0
-	err := a.store.ScanBillPayments(ctx, from, to, func(order.Payment) error { n++; return nil })
+	err := a.scanBillPayments(ctx, provider, from, to, func(order.Payment) error { n++; return nil })
 	return n, err
 }
 
@@ -492,7 +623,7 @@ func (a *App) countBillPayments(ctx context.Context, from, to time.Time) (int, e
 // streamed against it, with only the rows that do not agree looked up by
 // id, then a second pass over the day's records if some were not in the
 // bill. It returns with stopped set when the time ran out.
-func (a *App) compareBill(ctx context.Context, src BillSource, day string, stopAt time.Time) (*billComparison, error) {
+func (a *App) compareBill(ctx context.Context, src BillSource, provider, day string, stopAt time.Time) (*billComparison, error) {
 	c := &billComparison{}
 	from, err := time.ParseInLocation(time.DateOnly, day, chinaTime)
 	if err != nil {
@@ -515,7 +646,7 @@ func (a *App) compareBill(ctx context.Context, src BillSource, day string, stopA
 		return c, err
 	}
 	var pays, refs billIndex
-	err = a.store.ScanBillPayments(work, from, to, func(p order.Payment) error {
+	err = a.scanBillPayments(work, provider, from, to, func(p order.Payment) error {
 		e := billEntry{id: hashID(p.TransactionID), order: hashOrder(p.OutTradeNo), fen: p.TotalFen}
 		if billSettled(p.Disposition) {
 			e.state = 1
@@ -526,7 +657,7 @@ func (a *App) compareBill(ctx context.Context, src BillSource, day string, stopA
 	if err != nil {
 		return fail(storeError("read the day's ledger", err))
 	}
-	err = a.store.ScanBillRefunds(work, from, to, func(r order.Refund) error {
+	err = a.scanBillRefunds(work, provider, from, to, func(r order.Refund) error {
 		refs = append(refs, billEntry{id: hashID(r.ID), order: hashOrder(r.OrderID), fen: r.AmountFen, state: refundState(r.Status)})
 		return nil
 	})
@@ -587,7 +718,7 @@ func (a *App) compareBill(ctx context.Context, src BillSource, day string, stopA
 	}
 	c.summary = bill.Summary()
 	// Here but not there: the day's records no bill row matched.
-	if err := a.missingThere(work, c, from, to, pays, refs); err != nil {
+	if err := a.missingThere(work, c, provider, from, to, pays, refs); err != nil {
 		return fail(err)
 	}
 	return c, nil
@@ -766,12 +897,12 @@ func (a *App) compareRefundRow(c *billComparison, row BillRow, r order.Refund, h
 
 // missingThere reports the day's ledger rows and refunds no bill row
 // matched, reading the day once more only when there are any.
-func (a *App) missingThere(ctx context.Context, c *billComparison, from, to time.Time, pays, refs billIndex) error {
+func (a *App) missingThere(ctx context.Context, c *billComparison, provider string, from, to time.Time, pays, refs billIndex) error {
 	unmatched := func(x billIndex) bool {
 		return slices.ContainsFunc(x, func(e billEntry) bool { return !e.matched })
 	}
 	if unmatched(pays) {
-		err := a.store.ScanBillPayments(ctx, from, to, func(p order.Payment) error {
+		err := a.scanBillPayments(ctx, provider, from, to, func(p order.Payment) error {
 			if e := pays.find(p.TransactionID); e == nil || e.matched {
 				return nil
 			}
@@ -785,7 +916,7 @@ func (a *App) missingThere(ctx context.Context, c *billComparison, from, to time
 		}
 	}
 	if unmatched(refs) {
-		err := a.store.ScanBillRefunds(ctx, from, to, func(r order.Refund) error {
+		err := a.scanBillRefunds(ctx, provider, from, to, func(r order.Refund) error {
 			if e := refs.find(r.ID); e == nil || e.matched {
 				return nil
 			}

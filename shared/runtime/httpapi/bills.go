@@ -8,13 +8,14 @@ import (
 )
 
 // PathBills is where the operator reads the daily bill reports:
-// GET /admin/bills/{date}?channel=wechatpay, with the admin key.
+// GET /admin/bills/{date}?channel=wechatpay|alipay, with the admin key.
 const PathBills = "/admin/bills/"
 
 // Bills serves GET /admin/bills/{date} (YYYY-MM-DD, China time): the
 // report of that day's bill reconciliation, with the merchant admin key in
-// X-Payfn-Admin-Key. 200 with the report; 404 BILL_REPORT_NOT_FOUND when
-// the job has not run for that day.
+// X-Payfn-Admin-Key; ?channel= names the provider's bill (app.BillChannels,
+// default wechatpay; another is 400 INVALID_BILL_CHANNEL). 200 with the
+// report; 404 BILL_REPORT_NOT_FOUND when the job has not run for that day.
 func (api *API) Bills() http.Handler {
 	return api.handle("bills", func(w http.ResponseWriter, r *http.Request, lg *logLine) error {
 		if r.Method != http.MethodGet {
