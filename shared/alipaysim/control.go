@@ -23,6 +23,7 @@ func (s *Server) controlRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /sim/sign-notification", s.handleSimSignNotification)
 	m.HandleFunc("GET /sim/faults", s.handleSimGetFaults)
 	m.HandleFunc("POST /sim/faults", s.handleSimFaults)
+	s.billRoutes(m) // bill.go: the bill download and POST /sim/bills/faults
 }
 
 // simError is the control API's error body.

@@ -155,7 +155,7 @@ func requestParams(r *http.Request) (url.Values, error) {
 
 var knownMethods = map[string]bool{
 	MethodWapPay: true, MethodCreate: true, MethodQuery: true, MethodClose: true,
-	MethodRefund: true, MethodRefundQuery: true,
+	MethodRefund: true, MethodRefundQuery: true, MethodBillDownloadURL: true,
 }
 
 // checkRequest applies the gateway's common checks to a request: required
@@ -300,6 +300,8 @@ func (s *Server) call(method string, p url.Values, biz map[string]json.RawMessag
 		return s.apiRefund(biz)
 	case MethodRefundQuery:
 		return s.apiRefundQuery(biz)
+	case MethodBillDownloadURL:
+		return s.apiBillDownloadURL(biz)
 	}
 	return failure(CodeInvalidParam, SubInvalidMethod, "不存在的方法名")
 }
