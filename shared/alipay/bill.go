@@ -170,6 +170,7 @@ type BillReader struct {
 	ncols   int
 	line    int
 	name    string
+	fields  [][]byte // reused for every row
 	details int
 
 	payments, refunds, others   int
@@ -326,7 +327,7 @@ func (b *BillReader) readLine() ([]byte, error) {
 
 // header reads a file's column header and tells which file it is.
 func (b *BillReader) header(line []byte) error {
-	f, err := splitFields(line)
+	f, err := splitFields(nil, line)
 	if err != nil {
 		return b.malformed("header: %v", err)
 	}
@@ -373,7 +374,8 @@ func (b *BillReader) header(line []byte) error {
 
 // row parses a detail row.
 func (b *BillReader) row(line []byte) (app.BillRow, error) {
-	f, err := splitFields(line)
+	f, err := splitFields(b.fields[:0], line)
+	b.fields = f
 	if err != nil || len(f) != b.ncols {
 		return app.BillRow{}, b.malformed("%d fields, the header has %d", len(f), b.ncols)
 	}
@@ -420,7 +422,8 @@ func (b *BillReader) row(line []byte) (app.BillRow, error) {
 
 // summaryRow reads the summary file's 合计 row; store rows are skipped.
 func (b *BillReader) summaryRow(line []byte) error {
-	f, err := splitFields(line)
+	f, err := splitFields(b.fields[:0], line)
+	b.fields = f
 	if err != nil || len(f) != b.ncols {
 		return b.malformed("%d fields, the header has %d", len(f), b.ncols)
 	}
@@ -509,8 +512,7 @@ func (b *BillReader) finish() error {
 // splitFields splits a CSV line on commas, trimming spaces and tabs (Alipay
 // appends a tab to long numbers so spreadsheets keep them as text); a field
 // in double quotes may hold commas and doubled quotes.
-func splitFields(line []byte) ([][]byte, error) {
-	var out [][]byte
+func splitFields(out [][]byte, line []byte) ([][]byte, error) {
 	for {
 		line = bytes.TrimLeft(line, " \t")
 		if len(line) > 0 && line[0] == '"' {

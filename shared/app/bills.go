@@ -15,17 +15,21 @@ import (
 	"github.com/payfn/payfn/shared/order"
 )
 
-// Daily bill reconciliation. Each day WeChat Pay publishes the trade bill
-// of the day before: every payment and every refund it accepted. The bill
-// job (ReconcileBills) downloads it, checks its digest, and compares every
-// row with payfn's ledger, orders and refunds as the file streams in, with
-// the store read in batches. Only reads happen until the whole file has
-// matched its digest: a tampered or cut bill repairs nothing and leaves a
-// download_failed report. Then each difference payfn can repair is
-// repaired by the usual claims (a lost payment is settled from WeChat Pay's
+// Daily bill reconciliation. Each day each provider (WeChat Pay, Alipay)
+// publishes the trade bill of the day before: every payment and every
+// refund it accepted. The bill job (ReconcileBills) downloads each
+// configured provider's bill through its channel's BillSource, which checks
+// the file whole (WeChat Pay's digest; Alipay's archive CRCs and counts),
+// and compares every row with payfn's ledger, orders and refunds of that
+// provider's channels as the file streams in, with the store read in
+// batches. Only reads happen until the whole file has checked: a tampered
+// or cut bill repairs nothing and leaves a download_failed report. Then
+// each difference payfn can repair is repaired by the usual claims through
+// the order's channel (a lost payment is settled from the provider's
 // query, a lost refund outcome is decided from its query), and the others
-// are reported. The report, one document per channel and day, is what the
-// operator reads at GET /admin/bills/{date}.
+// are reported. The report, one document per provider and day (its
+// Channel is the provider's name), is what the operator reads at
+// GET /admin/bills/{date}?channel=.
 //
 // Running it again for a day repairs nothing twice (every repair is a
 // claim) and gives the same report: a difference repaired by an earlier run
@@ -153,8 +157,9 @@ func (r BillReport) Final() bool {
 	return r.Unlisted == 0
 }
 
-// ReconcileBills is the daily bill job: it reconciles yesterday's WeChat
-// Pay bill (China time), then takes up each of the BillLookback days before
+// ReconcileBills is the daily bill job: it reconciles yesterday's bill
+// (China time) of each provider with bills (billProviders: WeChat Pay,
+// Alipay), then takes up each of the BillLookback days before
 // whose report is not final, until its time is up (the same margin as the
 // other jobs). A bill that failed to download or to match its digest fails
 // the run, so the failure shows where jobs' failures are watched.
