@@ -342,6 +342,27 @@ func driveEveryFunction(t *testing.T, s *stack, f *fleet) {
 		t.Fatalf("bills answered the report of %s as %s, want %s clean (reconcileBill's)", rep.Date, rep.Status, yesterday)
 	}
 
+	// shareProfits: an order paid just now under a split rule is found
+	// and its split scheduled after WeChat Pay's minimum wait (so this run
+	// sends nothing); the next run finds it again and opens nothing twice.
+	split := latte
+	split.Split = &order.Split{Receivers: []order.Receiver{{Type: order.ReceiverMerchant, Account: "1900000109",
+		Name: "Partner Ltd", RelationType: "PARTNER", ShareBP: 1000}}}
+	shared, err := order.NewOrder(app.NewOrderID(), buyer, p+"-req-split", split, 1, time.Now(), 30*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paidAt := time.Now().UTC().Truncate(time.Millisecond)
+	shared.Status, shared.TransactionID, shared.PaidAt, shared.UpdatedAt = order.StatusPaid, "4200000000"+p+"split", &paidAt, paidAt
+	if err := s.store.InsertOrder(ctx, shared); err != nil {
+		t.Fatal(err)
+	}
+	f.job(t, setup.ShareProfits, app.JobReport{Job: string(setup.ShareProfits), Fixes: []app.Fix{}})
+	f.job(t, setup.ShareProfits, app.JobReport{Job: string(setup.ShareProfits), Fixes: []app.Fix{}})
+	if task, err := s.store.SplitTask(ctx, shared.ID); err != nil || !task.Open || task.State != "" || !task.DueAt.After(paidAt) {
+		t.Fatalf("shareProfits left split task %+v (err %v) for %s, want one open, not planned, due after the payment", task, err, shared.ID)
+	}
+
 	v = decode[app.OrderView](t, f.send(t, setup.QueryOrder, jsonRequest(token, byID), 200, ""))
 	want := order.RefundSummary{RefundedFen: 2600, Status: "PARTIALLY_REFUNDED"}
 	if v.Status != order.StatusPaid || v.Refund == nil || *v.Refund != want {

@@ -126,6 +126,26 @@ func storeAccess(t *testing.T) (perMethod map[string]access, indexed []string) {
 		}
 		return ""
 	}
+	// Accessors of one fixed collection (sharingCollection: a method that
+	// returns *mongo.Collection and opens colX itself, with the database's
+	// Collection or s.collection): a call to one opens colX, as
+	// s.collection(ctx, colX) does.
+	openers := map[string]string{}
+	for name, fd := range meth {
+		if fd.Type.Results == nil || !strings.Contains(exprText(fd.Type.Results), "mongo Collection") {
+			continue
+		}
+		ast.Inspect(fd.Body, func(n ast.Node) bool {
+			if call, ok := n.(*ast.CallExpr); ok {
+				if sel, ok := call.Fun.(*ast.SelectorExpr); ok && (sel.Sel.Name == "Collection" || sel.Sel.Name == "collection" || sel.Sel.Name == "indexedCollection") {
+					if c := collArg(call.Args); c != "" {
+						openers[name] = c
+					}
+				}
+			}
+			return true
+		})
+	}
 	// direct returns the actions a body performs through driver calls and the
 	// collections it opened with s.collection(ctx, colX).
 	direct := func(body ast.Node) (acts []string, opened []string, calls []string) {
@@ -147,6 +167,11 @@ func storeAccess(t *testing.T) (perMethod map[string]access, indexed []string) {
 			}
 			if name == "collection" {
 				if c := collArg(call.Args); c != "" {
+					opened = append(opened, c)
+				}
+			}
+			if c, ok := openers[name]; ok {
+				if id, ok := sel.X.(*ast.Ident); ok && id.Name == recvName(meth[name]) {
 					opened = append(opened, c)
 				}
 			}
@@ -518,7 +543,11 @@ func TestMongoRolesAreExactlyWhatEachFunctionDoes(t *testing.T) {
 		// Service mode: the server API creates orders, the operator's API
 		// creates apps, the dispatcher reads events and creates no order.
 		!slices.Contains(derived["serverApi"]["orders"], "insert") || !slices.Contains(derived["adminApps"]["apps"], "insert") ||
-		!slices.Contains(derived["dispatchWebhooks"]["events"], "find") || slices.Contains(derived["dispatchWebhooks"]["orders"], "insert") {
+		!slices.Contains(derived["dispatchWebhooks"]["events"], "find") || slices.Contains(derived["dispatchWebhooks"]["orders"], "insert") ||
+		// Profit sharing: the job inserts its decisions (through the
+		// sharing collection's own accessor) and never writes an order.
+		!slices.Contains(derived["shareProfits"]["sharing"], "insert") || !slices.Contains(derived["shareProfits"]["sharing"], "find") ||
+		slices.Contains(derived["shareProfits"]["orders"], "update") {
 		t.Fatalf("the derivation is off: %v", derived)
 	}
 	t.Logf("derived: %v", derived)
