@@ -6,13 +6,14 @@ package main
 import (
 	"os"
 
+	"github.com/payfn/payfn/shared/app"
 	"github.com/payfn/payfn/shared/runtime"
 	"github.com/payfn/payfn/shared/setup"
 )
 
 func main() {
 	logger := setup.Logger(os.Getenv)
-	job, err := setup.JobFor(setup.DispatchWebhooks, os.Getenv, logger)
+	job, err := setup.JobWith(setup.DispatchWebhooks, func(a *app.App) setup.Job { return a.DispatchJob }, os.Getenv, logger)
 	if err != nil {
 		logger.Error("cannot start", "function", setup.DispatchWebhooks, "err", err)
 		os.Exit(1)

@@ -2,15 +2,17 @@
 package main
 
 import (
+	"net/http"
 	"os"
 
 	"github.com/payfn/payfn/shared/runtime"
+	"github.com/payfn/payfn/shared/runtime/httpapi"
 	"github.com/payfn/payfn/shared/setup"
 )
 
 func main() {
 	logger := setup.Logger(os.Getenv)
-	h, err := setup.Handler(setup.Login, os.Getenv, logger)
+	h, err := setup.HandlerWith(setup.Login, func(api *httpapi.API) http.Handler { return api.Login() }, os.Getenv, logger)
 	if err != nil {
 		logger.Error("cannot start", "function", setup.Login, "err", err)
 		os.Exit(1)

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"net/http"
 	"os"
 
 	"github.com/payfn/payfn/shared/runtime"
@@ -13,7 +14,7 @@ import (
 
 func main() {
 	logger := setup.Logger(os.Getenv)
-	h, err := setup.Handler(setup.Pay, os.Getenv, logger)
+	h, err := setup.HandlerWith(setup.Pay, func(api *httpapi.API) http.Handler { return api.Pay() }, os.Getenv, logger)
 	if err != nil {
 		logger.Error("cannot start", "function", setup.Pay, "err", err)
 		os.Exit(1)

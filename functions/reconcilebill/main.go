@@ -6,13 +6,14 @@ package main
 import (
 	"os"
 
+	"github.com/payfn/payfn/shared/app"
 	"github.com/payfn/payfn/shared/runtime"
 	"github.com/payfn/payfn/shared/setup"
 )
 
 func main() {
 	logger := setup.Logger(os.Getenv)
-	job, err := setup.JobFor(setup.ReconcileBill, os.Getenv, logger)
+	job, err := setup.JobWith(setup.ReconcileBill, func(a *app.App) setup.Job { return a.ReconcileBills }, os.Getenv, logger)
 	if err != nil {
 		logger.Error("cannot start", "function", setup.ReconcileBill, "err", err)
 		os.Exit(1)

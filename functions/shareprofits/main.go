@@ -7,13 +7,14 @@ package main
 import (
 	"os"
 
+	"github.com/payfn/payfn/shared/app"
 	"github.com/payfn/payfn/shared/runtime"
 	"github.com/payfn/payfn/shared/setup"
 )
 
 func main() {
 	logger := setup.Logger(os.Getenv)
-	job, err := setup.JobFor(setup.ShareProfits, os.Getenv, logger)
+	job, err := setup.JobWith(setup.ShareProfits, func(a *app.App) setup.Job { return a.ShareProfits }, os.Getenv, logger)
 	if err != nil {
 		logger.Error("cannot start", "function", setup.ShareProfits, "err", err)
 		os.Exit(1)

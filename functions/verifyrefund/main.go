@@ -3,15 +3,17 @@
 package main
 
 import (
+	"net/http"
 	"os"
 
 	"github.com/payfn/payfn/shared/runtime"
+	"github.com/payfn/payfn/shared/runtime/httpapi"
 	"github.com/payfn/payfn/shared/setup"
 )
 
 func main() {
 	logger := setup.Logger(os.Getenv)
-	h, err := setup.Handler(setup.VerifyRefund, os.Getenv, logger)
+	h, err := setup.HandlerWith(setup.VerifyRefund, func(api *httpapi.API) http.Handler { return api.VerifyRefund() }, os.Getenv, logger)
 	if err != nil {
 		logger.Error("cannot start", "function", setup.VerifyRefund, "err", err)
 		os.Exit(1)

@@ -42,6 +42,8 @@ const refreshTimeout = 2 * time.Second
 // scheduled one.
 type Rotating struct {
 	fn     Function
+	serve  Serve   // an HTTP function's handler (HandlerWith)
+	work   JobWork // a scheduled function's work (JobWith)
 	parts  []config.Part
 	getenv func(string) string
 	src    secrets.Source
@@ -90,8 +92,21 @@ func (g *generation) close() {
 
 // NewRotating builds fn from the settings getenv gives and the secret src
 // holds, fetched on first use and again every refresh (default
-// config.DefaultSecretRefresh). It does no I/O.
+// config.DefaultSecretRefresh). It does no I/O. It serves or runs what
+// route and jobOf name for fn (the function binaries name their own: see
+// HandlerWith and JobWith).
 func NewRotating(fn Function, getenv func(string) string, src secrets.Source, refresh time.Duration, opts Options) (*Rotating, error) {
+	r, err := newRotating(fn, getenv, src, refresh, opts)
+	if err != nil {
+		return nil, err
+	}
+	r.serve = func(api *httpapi.API) http.Handler { h, _ := route(api, fn); return h }
+	r.work = func(a *app.App) Job { j, _ := jobOf(fn, a); return j }
+	return r, nil
+}
+
+// newRotating is NewRotating with neither a handler nor work yet.
+func newRotating(fn Function, getenv func(string) string, src secrets.Source, refresh time.Duration, opts Options) (*Rotating, error) {
 	// The identity mode is not a secret: the environment has it (a bad
 	// value fails the build, which loads the settings again).
 	cfg, _ := config.Load(getenv)
@@ -140,7 +155,7 @@ func fromStore(fn Function, getenv func(string) string, cfg config.Config, logge
 	if err != nil {
 		return nil, fmt.Errorf("configure %s: %w", fn, err)
 	}
-	r, err := NewRotating(fn, getenv, src, cfg.SecretRefresh, Options{Logger: logger})
+	r, err := newRotating(fn, getenv, src, cfg.SecretRefresh, Options{Logger: logger})
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +172,10 @@ func (r *Rotating) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	defer g.release()
+	if g.handler == nil {
+		httpapi.WriteError(w, req, http.StatusInternalServerError, app.CodeInternal, "this function serves no HTTP route")
+		return
+	}
 	g.handler.ServeHTTP(w, req)
 }
 
@@ -167,11 +186,10 @@ func (r *Rotating) RunJob(ctx context.Context) (app.JobReport, error) {
 		return app.JobReport{}, err
 	}
 	defer g.release()
-	job, err := jobOf(r.fn, g.stack.App)
-	if err != nil {
-		return app.JobReport{}, err
+	if r.work == nil {
+		return app.JobReport{}, fmt.Errorf("%s: no work to run (build it with JobWith)", r.fn)
 	}
-	return job(ctx)
+	return r.work(g.stack.App)(ctx)
 }
 
 // Close releases the current build once its invocations are done.
@@ -295,8 +313,8 @@ func (r *Rotating) build(sec secrets.Secret) (*generation, error) {
 		return nil, fail(err)
 	}
 	g := &generation{version: sec.Version, stack: st}
-	if h, err := route(api, r.fn); err == nil {
-		g.handler = h
+	if r.serve != nil {
+		g.handler = r.serve(api)
 	}
 	return g, nil
 }

@@ -137,30 +137,42 @@ func Logger(getenv func(string) string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
 }
 
-// Handler builds the HTTP handler of one function from the environment. It
-// does no network I/O: clients connect on first use.
+// Serve picks an HTTP function's handler from the API.
+type Serve func(api *httpapi.API) http.Handler
+
+// Handler builds the HTTP handler of one function from the environment,
+// with the handler route names for it: for tests and the local stack.
+func Handler(fn Function, getenv func(string) string, logger *slog.Logger) (http.Handler, error) {
+	if _, err := route(nil, fn); err != nil {
+		return nil, err
+	}
+	return HandlerWith(fn, func(api *httpapi.API) http.Handler { h, _ := route(api, fn); return h }, getenv, logger)
+}
+
+// HandlerWith builds the HTTP function fn, which serves what serve picks,
+// from the environment. It does no network I/O: clients connect on first
+// use. As with JobWith, a function's main names its own handler so its
+// binary links only its own routes' code; a test holds each main's choice
+// to route's.
 //
 // With PAYFN_SECRET_SOURCE set to a secret store, the secrets are not read
 // here but fetched by the first invocation (see Rotating).
-func Handler(fn Function, getenv func(string) string, logger *slog.Logger) (http.Handler, error) {
+func HandlerWith(fn Function, serve Serve, getenv func(string) string, logger *slog.Logger) (http.Handler, error) {
+	if scheduled(fn) || !known(fn) {
+		return nil, fmt.Errorf("%s is not an HTTP function", fn)
+	}
 	if r, err := storeBacked(fn, getenv, logger); r != nil || err != nil {
 		if err != nil {
 			return nil, err
 		}
-		if _, err := route(nil, fn); err != nil {
-			return nil, err
-		}
+		r.serve = serve
 		return withMetrics(fn, getenv, r), nil
 	}
 	api, _, err := fromEnv(fn, getenv, logger)
 	if err != nil {
 		return nil, err
 	}
-	h, err := route(api, fn)
-	if err != nil {
-		return nil, err
-	}
-	return withMetrics(fn, getenv, h), nil
+	return withMetrics(fn, getenv, serve(api)), nil
 }
 
 // route picks fn's handler from api (nil api: only whether fn is an HTTP
@@ -204,30 +216,65 @@ func route(api *httpapi.API, fn Function) (http.Handler, error) {
 // Job is a scheduled function's work.
 type Job func(ctx context.Context) (app.JobReport, error)
 
-// JobFor builds a scheduled function from the environment, like Handler.
+// JobWork is a scheduled function's work: the App method it runs.
+type JobWork func(a *app.App) Job
+
+// JobFor builds a scheduled function from the environment, like Handler,
+// with the work jobOf names for it: for tests and the local stack.
 func JobFor(fn Function, getenv func(string) string, logger *slog.Logger) (Job, error) {
+	if _, err := jobOf(fn, nil); err != nil {
+		return nil, err
+	}
+	return JobWith(fn, func(a *app.App) Job { j, _ := jobOf(fn, a); return j }, getenv, logger)
+}
+
+// JobWith builds the scheduled function fn, which does work, from the
+// environment. A job's main names its own work, rather than having setup
+// look it up by name, so that its binary links only its own job's code:
+// the five jobs together are half a megabyte more than any one of them,
+// and the binaries must stay within 12 MB. A test holds each main's work
+// to jobOf's.
+func JobWith(fn Function, work JobWork, getenv func(string) string, logger *slog.Logger) (Job, error) {
+	if !scheduled(fn) {
+		return nil, fmt.Errorf("%s is not a scheduled function", fn)
+	}
 	if r, err := storeBacked(fn, getenv, logger); r != nil || err != nil {
 		if err != nil {
 			return nil, err
 		}
-		if _, err := jobOf(fn, nil); err != nil {
-			return nil, err
-		}
+		r.work = work
 		return jobWithMetrics(fn, getenv, r.RunJob), nil
 	}
 	_, st, err := fromEnv(fn, getenv, logger)
 	if err != nil {
 		return nil, err
 	}
-	job, err := jobOf(fn, st.App)
-	if err != nil {
-		return nil, err
+	return jobWithMetrics(fn, getenv, work(st.App)), nil
+}
+
+// known reports whether fn is one of Functions.
+func known(fn Function) bool {
+	for _, f := range Functions {
+		if f.Name == fn {
+			return true
+		}
 	}
-	return jobWithMetrics(fn, getenv, job), nil
+	return false
+}
+
+// scheduled reports whether fn is a scheduled function.
+func scheduled(fn Function) bool {
+	for _, f := range Functions {
+		if f.Name == fn {
+			return f.Schedule != ""
+		}
+	}
+	return false
 }
 
 // jobOf is the scheduled function fn's work on a (nil a: only whether fn is
-// a scheduled function). JobFor and the secret-store build share it.
+// a scheduled function): the table JobFor, the tests and the local stack
+// use. Function binaries do not link it (see JobWith).
 func jobOf(fn Function, a *app.App) (Job, error) {
 	switch fn {
 	case CloseExpired:
