@@ -1,6 +1,7 @@
-// Command reconcilebill is payfn's daily bill reconciliation job (WeChat
-// Pay's trade bill against the ledger) for AWS Lambda (EventBridge schedule)
-// and Tencent SCF (timer trigger).
+// Command reconcilebill is payfn's daily bill reconciliation job (each
+// configured provider's trade bill, WeChat Pay's and Alipay's, against the
+// ledger) for AWS Lambda (EventBridge schedule) and Tencent SCF (timer
+// trigger).
 package main
 
 import (

@@ -179,6 +179,11 @@ func sanitizeSubject(s string) string {
 		if unicode.IsControl(r) || r == '/' || r == '=' || r == '&' {
 			continue
 		}
+		if r == ',' {
+			// The trade bill is a CSV whose 商品名称 column may not be
+			// quoted: a full-width comma reads the same and cannot split it.
+			r = '，'
+		}
 		if n == maxSubject {
 			break
 		}

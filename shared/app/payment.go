@@ -115,7 +115,7 @@ func (a *App) settlePaid(ctx context.Context, o order.Order, tx Transaction, sou
 	// The ledger row comes first: whatever the order's fate, the money that
 	// arrived is on record.
 	err := a.store.RecordPayment(ctx, order.Payment{
-		TransactionID: tx.TransactionID, App: o.AppID, OutTradeNo: o.ID, AppID: tx.AppID, MchID: tx.MchID,
+		TransactionID: tx.TransactionID, App: o.AppID, OutTradeNo: o.ID, Channel: o.Channel, AppID: tx.AppID, MchID: tx.MchID,
 		TradeState: tx.TradeState, TotalFen: tx.TotalFen, PayerTotalFen: tx.PayerTotalFen,
 		Currency: currency, PayerOpenID: tx.PayerOpenID, SuccessTime: paidAt,
 		Source: source, NotificationID: notificationID, Matched: matched, RecordedAt: now,

@@ -127,7 +127,7 @@ func partsOf(fn Function, cfg config.Config) ([]config.Part, bool) {
 }
 
 // anyChannel are the functions that act on orders of every channel.
-var anyChannel = []Function{Refund, CloseExpired, Reconcile, ServerAPI}
+var anyChannel = []Function{Refund, CloseExpired, Reconcile, ReconcileBill, ServerAPI}
 
 // Logger returns the JSON logger a function writes to stdout, at the level
 // PAYFN_LOG_LEVEL names (info when unset or unreadable).
