@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -138,11 +139,27 @@ func fromStore(fn Function, getenv func(string) string, cfg config.Config, logge
 			placeholders[k] = true
 		}
 	}
-	withSecret := func(k string) string {
-		if placeholders[k] && getenv(k) == "" {
-			return strings.Repeat("x", 32)
+	// Alipay's certificates do not fit in a function's environment (4 KB on
+	// Lambda), so in certificate mode they come with the secret. When the
+	// environment names neither Alipay's public key nor a certificate, the
+	// certificates are expected there; a secret without them is found on
+	// the first invocation, which answers 503 and logs what is missing.
+	certs := map[string]bool{}
+	if slices.Contains(parts, config.PartAlipay) && getenv("ALIPAY_PUBLIC_KEY") == "" && getenv("ALIPAY_APP_CERT") == "" {
+		for _, k := range alipayCertKeys {
+			certs[k] = true
 		}
-		return getenv(k)
+	}
+	withSecret := func(k string) string {
+		switch {
+		case getenv(k) != "":
+			return getenv(k)
+		case placeholders[k]:
+			return strings.Repeat("x", 32)
+		case certs[k]:
+			return placeholderCert
+		}
+		return ""
 	}
 	if ok {
 		if c, err := config.Load(withSecret); err == nil {
@@ -318,6 +335,13 @@ func (r *Rotating) build(sec secrets.Secret) (*generation, error) {
 	}
 	return g, nil
 }
+
+// alipayCertKeys are Alipay's certificate-mode settings, which a function's
+// secret may hold; placeholderCert stands in for them in the cold-start
+// check (it passes the settings' format check, nothing more).
+var alipayCertKeys = []string{"ALIPAY_APP_CERT", "ALIPAY_ROOT_CERT", "ALIPAY_PUBLIC_CERT"}
+
+const placeholderCert = "-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n"
 
 // secretKeys are the settings each part keeps in the function's secret.
 // The merchant certificate serial is not secret, but it names the key
