@@ -104,11 +104,9 @@ type billSnapshot struct {
 
 const maxBillTokens = 64
 
-var bills sync.Map // *Server → *billState
-
 func (s *Server) bills() *billState {
-	b, _ := bills.LoadOrStore(s, &billState{extra: map[string][]billExtra{}, tokens: map[string]billSnapshot{}})
-	return b.(*billState)
+	s.billOnce.Do(func() { s.billSt = &billState{extra: map[string][]billExtra{}, tokens: map[string]billSnapshot{}} })
+	return s.billSt
 }
 
 // SetBillEdit passes every bill row through edit before it is written:

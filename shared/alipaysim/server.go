@@ -97,6 +97,9 @@ type Options struct {
 
 // Server is the simulator. It is safe for concurrent use.
 type Server struct {
+	billOnce sync.Once // bill.go's state, made on first use
+	billSt   *billState
+
 	appID, sellerID, merchantName string
 	certMode                      bool
 	keys                          *keyring

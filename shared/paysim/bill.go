@@ -68,9 +68,7 @@ const billHeader = "交易时间,公众账号ID,商户号,特约商户号,设备
 
 const billSummaryHeader = "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额"
 
-// billState is one simulator's bill settings and issued downloads. It is
-// kept beside the Server (bills is keyed by it) so the bill API stays in
-// this file.
+// billState is one simulator's bill settings and issued downloads.
 type billState struct {
 	mu     sync.Mutex
 	edit   func(*BillRow) bool
@@ -92,11 +90,9 @@ type billSnapshot struct {
 	filter string
 }
 
-var bills sync.Map // *Server -> *billState
-
 func (s *Server) bills() *billState {
-	b, _ := bills.LoadOrStore(s, &billState{extra: map[string][]billExtra{}, tokens: map[string]billSnapshot{}})
-	return b.(*billState)
+	s.billOnce.Do(func() { s.billSt = &billState{extra: map[string][]billExtra{}, tokens: map[string]billSnapshot{}} })
+	return s.billSt
 }
 
 // SetBillEdit makes every bill pass each row through edit before writing

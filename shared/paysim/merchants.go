@@ -9,10 +9,6 @@ import (
 // which is how a merchant key is rotated without downtime: the new
 // certificate is applied for, requests move to it, the old one is revoked.
 // AddMerchantCertificate gives the simulator such a second certificate.
-//
-// The extra certificates live beside the Server rather than in it, keyed by
-// the server, so that this stays one small addition.
-var extraMerchants sync.Map // *Server -> *merchantCerts
 
 type merchantCerts struct {
 	mu   sync.Mutex
@@ -21,8 +17,8 @@ type merchantCerts struct {
 }
 
 func (s *Server) merchantCerts() *merchantCerts {
-	v, _ := extraMerchants.LoadOrStore(s, &merchantCerts{keys: map[string]*rsa.PublicKey{}, used: map[string]int{}})
-	return v.(*merchantCerts)
+	s.merchantOnce.Do(func() { s.merchantSt = &merchantCerts{keys: map[string]*rsa.PublicKey{}, used: map[string]int{}} })
+	return s.merchantSt
 }
 
 // AddMerchantCertificate accepts request signatures made with the merchant

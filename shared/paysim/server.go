@@ -117,6 +117,13 @@ func (k Keys) LogValue() slog.Value {
 
 // Server is the simulator. It is safe for concurrent use.
 type Server struct {
+	// The state of the areas kept in files of their own (bill.go,
+	// merchants.go, sharing.go), made on first use.
+	billOnce, merchantOnce, sharingOnce sync.Once
+	billSt                              *billState
+	merchantSt                          *merchantCerts
+	sharingSt                           *sharingState
+
 	mchID, appID, appSecret string
 	extraAppIDs             []string
 	apiV3Key                string

@@ -100,12 +100,12 @@ type simReturn struct {
 	created                                                                            time.Time
 }
 
-var sharings sync.Map // *Server -> *sharingState
-
 func (s *Server) sharing() *sharingState {
-	v, _ := sharings.LoadOrStore(s, &sharingState{receivers: map[string]bool{}, orders: map[string]*simSplit{},
-		returns: map[string]*simReturn{}, byTx: map[string]*simSharing{}, requests: map[string]int{}})
-	return v.(*sharingState)
+	s.sharingOnce.Do(func() {
+		s.sharingSt = &sharingState{receivers: map[string]bool{}, orders: map[string]*simSplit{},
+			returns: map[string]*simReturn{}, byTx: map[string]*simSharing{}, requests: map[string]int{}}
+	})
+	return s.sharingSt
 }
 
 // SetSharingBehaviour sets how the profit-sharing API behaves.
