@@ -246,22 +246,20 @@ func (a *App) serviceBuyer(x order.App, in ServiceOrderInput) (newOrder, error) 
 	if in.Channel != ChannelWeChatJSAPI {
 		who.channel = in.Channel
 	}
-	takes := func(field string, set bool, channels ...string) error {
-		if set && !contains(channels, in.Channel) {
-			return Errorf(KindInvalid, "INVALID_"+strings.ToUpper(field), "%s does not apply to channel %s", field, in.Channel)
+	for _, f := range []struct {
+		code, name string
+		set        bool
+		channels   []string
+	}{
+		{CodeInvalidPayer, "payer_openid", in.PayerOpenID != "", []string{ChannelWeChatJSAPI, ChannelAlipayMini}},
+		{CodeInvalidWeChatAppID, "wechat_appid", in.WeChatAppID != "", []string{ChannelWeChatJSAPI}},
+		{CodeInvalidClientIP, "client_ip", in.ClientIP != "", []string{ChannelWeChatH5, ChannelAlipayWap}},
+		{CodeInvalidReturnURL, "return_url", in.ReturnURL != "", []string{ChannelWeChatH5, ChannelAlipayWap}},
+		{CodeInvalidQuitURL, "quit_url", in.QuitURL != "", []string{ChannelAlipayWap}},
+	} {
+		if f.set && !contains(f.channels, in.Channel) {
+			return who, Errorf(KindInvalid, f.code, "%s does not apply to channel %s", f.name, in.Channel)
 		}
-		return nil
-	}
-	if err := errors.Join(
-		takes("payer_openid", in.PayerOpenID != "", ChannelWeChatJSAPI, ChannelAlipayMini),
-		takes("wechat_appid", in.WeChatAppID != "", ChannelWeChatJSAPI),
-		takes("client_ip", in.ClientIP != "", ChannelWeChatH5, ChannelAlipayWap),
-		takes("return_url", in.ReturnURL != "", ChannelWeChatH5, ChannelAlipayWap),
-		takes("quit_url", in.QuitURL != "", ChannelAlipayWap),
-	); err != nil {
-		var first *Error
-		errors.As(err, &first)
-		return who, first
 	}
 	switch in.Channel {
 	case ChannelWeChatJSAPI, ChannelAlipayMini:

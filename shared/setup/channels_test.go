@@ -346,3 +346,50 @@ func TestJobsCloseAndReconcileOrdersOfEveryChannel(t *testing.T) {
 		t.Errorf("alipay_mini: alipaysim has the unpaid trade as %+v", tr)
 	}
 }
+
+// TestServiceOrderChannelFieldsAreCheckedAndChangeNothing: an order names
+// its channel and the fields that channel takes; an unknown channel, one
+// the app does not enable, a field another channel takes, a missing or
+// malformed one each get their own code and write nothing.
+func TestServiceOrderChannelFieldsAreCheckedAndChangeNothing(t *testing.T) {
+	h, _ := newChannelsHarness(t, setup.Options{})
+	c := channelShop(t, h, "fields", 100)
+	only := h.newApp("onlyjs") // the default: wechat_jsapi alone
+	only.product("tea", 100)
+	base := func(channel string, extra map[string]any) map[string]any {
+		b := map[string]any{"product_id": "tea", "quantity": 1, "request_id": "f-1", "buyer": "b-1", "channel": channel}
+		for k, v := range extra {
+			b[k] = v
+		}
+		return b
+	}
+	cases := []struct {
+		name string
+		c    *client
+		body map[string]any
+		code string
+	}{
+		{"unknown channel", c, base("paypal", nil), "INVALID_CHANNEL"},
+		{"channel not a string", c, base("", map[string]any{"channel": 7}), "INVALID_CHANNEL"},
+		{"channel the app does not enable", only, base("alipay_wap", nil), "CHANNEL_NOT_ENABLED"},
+		{"payer_openid for alipay_wap", c, base("alipay_wap", map[string]any{"payer_openid": "o-123456"}), "INVALID_PAYER_OPENID"},
+		{"wechat_appid for alipay_mini", c, base("alipay_mini", map[string]any{"payer_openid": "o-123456", "wechat_appid": testAppID}), "INVALID_WECHAT_APPID"},
+		{"client_ip for wechat_jsapi", c, base("wechat_jsapi", map[string]any{"payer_openid": "o-123456", "client_ip": "203.0.113.7"}), "INVALID_CLIENT_IP"},
+		{"quit_url for wechat_h5", c, base("wechat_h5", map[string]any{"client_ip": "203.0.113.7", "quit_url": "https://shop.example/q"}), "INVALID_QUIT_URL"},
+		{"wechat_h5 without client_ip", c, base("wechat_h5", nil), "INVALID_CLIENT_IP"},
+		{"client_ip not an address", c, base("wechat_h5", map[string]any{"client_ip": "203.0.113"}), "INVALID_CLIENT_IP"},
+		{"return_url not http(s)", c, base("alipay_wap", map[string]any{"return_url": "javascript:alert(1)"}), "INVALID_RETURN_URL"},
+		{"return_url relative", c, base("wechat_h5", map[string]any{"client_ip": "203.0.113.7", "return_url": "/paid"}), "INVALID_RETURN_URL"},
+		{"return_url too long", c, base("alipay_wap", map[string]any{"return_url": "https://shop.example/" + strings.Repeat("a", 600)}), "INVALID_RETURN_URL"},
+		{"alipay_mini without payer_openid", c, base("alipay_mini", nil), "INVALID_PAYER_OPENID"},
+	}
+	before := h.dbSnapshot()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.c.call(http.MethodPost, "/v1/orders", tc.body).want(t, 400, tc.code)
+			if d := before.diff(h.dbSnapshot()); d != "" {
+				t.Fatalf("the store changed:\n%s", d)
+			}
+		})
+	}
+}
