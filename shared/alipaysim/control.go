@@ -1,11 +1,12 @@
 package alipaysim
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/payfn/payfn/shared/internal/simkit"
 )
 
 // controlRoutes mounts the /sim/ control API: no signature, JSON in and out.
@@ -32,11 +33,7 @@ type simError struct {
 	Message string `json:"message"`
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { simkit.WriteJSON(w, status, v) }
 
 func writeSimError(w http.ResponseWriter, err error) {
 	status, code := http.StatusBadRequest, "INVALID"
@@ -55,9 +52,7 @@ func writeSimError(w http.ResponseWriter, err error) {
 
 // decodeJSON reads an optional JSON body (an empty one is the zero value).
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && err.Error() != "EOF" {
+	if err := simkit.DecodeJSON(w, r, v); err != nil && err.Error() != "EOF" {
 		writeJSON(w, http.StatusBadRequest, simError{Code: "INVALID", Message: "invalid JSON body: " + err.Error()})
 		return false
 	}

@@ -11,10 +11,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/payfn/payfn/shared/internal/simkit"
 )
 
 // signContent is Alipay's string to sign for a set of parameters: every key
@@ -158,23 +159,5 @@ func yuan(fen int64) string {
 
 const digits = "0123456789"
 
-func randFrom(alphabet string, n int) string {
-	b := make([]byte, n)
-	max := big.NewInt(int64(len(alphabet)))
-	for i := range b {
-		v, err := rand.Int(rand.Reader, max)
-		if err != nil { // crypto/rand does not fail on supported platforms
-			v = big.NewInt(int64(i % len(alphabet)))
-		}
-		b[i] = alphabet[v.Int64()]
-	}
-	return string(b)
-}
-
-func randDigits(n int) string { return randFrom(digits, n) }
-
-func randHex(nBytes int) string {
-	b := make([]byte, nBytes)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func randDigits(n int) string   { return simkit.RandFrom(digits, n) }
+func randHex(nBytes int) string { return simkit.RandHex(nBytes) }

@@ -170,7 +170,8 @@
 // delivery history, faults; a notification still being retried when the
 // simulator stopped is not resumed.
 //
-// alipaysim imports no payfn package and must never be imported by a
-// function binary (functions/*); only tests, scripts and the local dev stack
-// use it.
+// The only payfn package alipaysim imports is shared/internal/simkit (the
+// listener, state file and waiting plumbing it shares with paysim). It must
+// never be imported by a function binary (functions/*); only tests, scripts
+// and the local dev stack use it.
 package alipaysim

@@ -86,7 +86,7 @@ func (s *Server) applyGatewayFaults(w http.ResponseWriter, r *http.Request) bool
 			return true
 		case <-r.Context().Done():
 			return false
-		case <-s.ctx.Done():
+		case <-s.run.Context().Done():
 			return false
 		}
 	}

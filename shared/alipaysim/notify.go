@@ -7,9 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/payfn/payfn/shared/internal/simkit"
 )
 
 // Content types of notifications: the ordinary one and the legacy one real
@@ -157,13 +160,12 @@ func (s *Server) notifyLocked(t *TradeState, params url.Values) {
 	}
 	s.notifications[n.NotifyID] = n
 	s.notifyOrder = append(s.notifyOrder, n.NotifyID)
-	if n.Dropped || s.closed {
-		s.broadcastLocked()
+	if n.Dropped || s.run.ClosedLocked() {
+		s.changed.Broadcast()
 		return
 	}
 	s.jobs[t.OutTradeNo]++
-	s.wg.Add(1)
-	go s.deliverWithRetries(n)
+	s.run.Go(func() { s.deliverWithRetries(n) })
 }
 
 func flatten(v url.Values) map[string]string {
@@ -198,7 +200,7 @@ func (s *Server) Deliver(ctx context.Context, url string, form url.Values) Deliv
 		d.Error = err.Error()
 		return d
 	}
-	defer drain(resp.Body)
+	defer simkit.Drain(resp.Body)
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 	d.Status, d.Body = resp.StatusCode, string(b)
 	d.Acked = resp.StatusCode == http.StatusOK && strings.TrimSpace(d.Body) == "success"
@@ -206,7 +208,6 @@ func (s *Server) Deliver(ctx context.Context, url string, form url.Values) Deliv
 }
 
 func (s *Server) deliverWithRetries(n *notification) {
-	defer s.wg.Done()
 	defer s.finishJob(n.OutTradeNo)
 	for i := 0; ; i++ {
 		if s.attempt(n, i, false).Acked {
@@ -219,7 +220,7 @@ func (s *Server) deliverWithRetries(n *notification) {
 		t := time.NewTimer(s.schedule[i])
 		select {
 		case <-t.C:
-		case <-s.ctx.Done():
+		case <-s.run.Context().Done():
 			t.Stop()
 			return
 		}
@@ -229,13 +230,13 @@ func (s *Server) deliverWithRetries(n *notification) {
 // attempt delivers n once (the same signed form every time, so notify_id
 // stays constant across retries) and records the outcome.
 func (s *Server) attempt(n *notification, i int, manual bool) Delivery {
-	d := s.Deliver(s.ctx, n.URL, n.form)
+	d := s.Deliver(s.run.Context(), n.URL, n.form)
 	d.Attempt, d.Manual = i, manual
 	s.log.Info("alipaysim notification delivery", "out_trade_no", n.OutTradeNo, "notify_id", n.NotifyID,
 		"attempt", i, "status", d.Status, "acked", d.Acked)
 	s.mu.Lock()
 	n.Deliveries = append(n.Deliveries, d)
-	s.broadcastLocked()
+	s.changed.Broadcast()
 	s.mu.Unlock()
 	return d
 }
@@ -243,13 +244,8 @@ func (s *Server) attempt(n *notification, i int, manual bool) Delivery {
 func (s *Server) finishJob(outTradeNo string) {
 	s.mu.Lock()
 	s.jobs[outTradeNo]--
-	s.broadcastLocked()
+	s.changed.Broadcast()
 	s.mu.Unlock()
-}
-
-func (s *Server) broadcastLocked() {
-	close(s.changed)
-	s.changed = make(chan struct{})
 }
 
 // Resend delivers a notification once more, now (the merchant's "resend"
@@ -278,6 +274,10 @@ func (s *Server) Resend(ctx context.Context, notifyID string) (Delivery, error) 
 func (s *Server) Notifications(no string) []Notification {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.notificationsLocked(no)
+}
+
+func (s *Server) notificationsLocked(no string) []Notification {
 	outTradeNo := no
 	if t := s.findLocked("", no); t != nil {
 		outTradeNo = t.OutTradeNo
@@ -298,8 +298,14 @@ func (s *Server) Notifications(no string) []Notification {
 // Deliveries returns every delivery attempt for a trade's notifications
 // (by out_trade_no), oldest notification first.
 func (s *Server) Deliveries(outTradeNo string) []Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deliveriesLocked(outTradeNo)
+}
+
+func (s *Server) deliveriesLocked(outTradeNo string) []Delivery {
 	var out []Delivery
-	for _, n := range s.Notifications(outTradeNo) {
+	for _, n := range s.notificationsLocked(outTradeNo) {
 		out = append(out, n.Deliveries...)
 	}
 	return out
@@ -311,44 +317,34 @@ var errGaveUp = errors.New("notification was never acknowledged")
 // acknowledged. It fails when ctx ends first, or when deliveries were made
 // and all of them have stopped without an acknowledgement.
 func (s *Server) WaitAcked(ctx context.Context, outTradeNo string) error {
-	for {
-		s.mu.Lock()
-		active, ch := s.jobs[outTradeNo], s.changed
-		s.mu.Unlock()
-		ds := s.Deliveries(outTradeNo)
-		for _, d := range ds {
-			if d.Acked {
-				return nil
-			}
-		}
-		if len(ds) > 0 && active == 0 {
-			return fmt.Errorf("wait acked %s: %w after %d attempts", outTradeNo, errGaveUp, len(ds))
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait acked %s: %w", outTradeNo, ctx.Err())
-		case <-ch:
-		}
+	var ds []Delivery
+	var acked bool
+	err := s.changed.Await(ctx, &s.mu, func() bool {
+		ds = s.deliveriesLocked(outTradeNo)
+		acked = slices.ContainsFunc(ds, func(d Delivery) bool { return d.Acked })
+		return acked || (len(ds) > 0 && s.jobs[outTradeNo] == 0)
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("wait acked %s: %w", outTradeNo, err)
+	case acked:
+		return nil
 	}
+	return fmt.Errorf("wait acked %s: %w after %d attempts", outTradeNo, errGaveUp, len(ds))
 }
 
 // WaitDeliveries waits until at least n delivery attempts for outTradeNo
 // were recorded and returns them all.
 func (s *Server) WaitDeliveries(ctx context.Context, outTradeNo string, n int) ([]Delivery, error) {
-	for {
-		s.mu.Lock()
-		ch := s.changed
-		s.mu.Unlock()
-		ds := s.Deliveries(outTradeNo)
-		if len(ds) >= n {
-			return ds, nil
-		}
-		select {
-		case <-ctx.Done():
-			return ds, fmt.Errorf("wait for %d deliveries of %s (have %d): %w", n, outTradeNo, len(ds), ctx.Err())
-		case <-ch:
-		}
+	var ds []Delivery
+	err := s.changed.Await(ctx, &s.mu, func() bool {
+		ds = s.deliveriesLocked(outTradeNo)
+		return len(ds) >= n
+	})
+	if err != nil {
+		return ds, fmt.Errorf("wait for %d deliveries of %s (have %d): %w", n, outTradeNo, len(ds), err)
 	}
+	return ds, nil
 }
 
 func sortTrades(ts []TradeState) {

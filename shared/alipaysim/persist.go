@@ -2,10 +2,7 @@ package alipaysim
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"time"
 )
@@ -28,23 +25,17 @@ type snapshot struct {
 	Refunds []RefundState `json:"refunds"`
 }
 
+// loadState fills the maps from the state file; a missing file (or none)
+// is a first run. Called from New, before anything else can touch the maps.
 func (s *Server) loadState() error {
-	b, err := os.ReadFile(s.statePath)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("alipaysim state: %w", err)
-	}
 	var snap snapshot
-	if err := json.Unmarshal(b, &snap); err != nil {
-		return fmt.Errorf("alipaysim state %s: %w (delete it to start the simulator empty)", s.statePath, err)
+	found, err := s.state.Load(&snap, func() int { return snap.Version }, stateVersion)
+	if !found || err != nil {
+		return err
 	}
-	if snap.Version != stateVersion {
-		return fmt.Errorf("alipaysim state %s: version %d, want %d (delete it to start the simulator empty)", s.statePath, snap.Version, stateVersion)
-	}
+	statePath := s.state.Path()
 	if snap.AppID != s.appID {
-		return fmt.Errorf("alipaysim state %s: belongs to app %q, not %q (delete it to start the simulator empty)", s.statePath, snap.AppID, s.appID)
+		return fmt.Errorf("alipaysim state %s: belongs to app %q, not %q (delete it to start the simulator empty)", statePath, snap.AppID, s.appID)
 	}
 	for i := range snap.Trades {
 		t := snap.Trades[i]
@@ -54,11 +45,11 @@ func (s *Server) loadState() error {
 	for i := range snap.Refunds {
 		r := snap.Refunds[i]
 		if _, ok := s.trades[r.OutTradeNo]; !ok {
-			return fmt.Errorf("alipaysim state %s: refund %s names unknown out_trade_no %s", s.statePath, r.OutRequestNo, r.OutTradeNo)
+			return fmt.Errorf("alipaysim state %s: refund %s names unknown out_trade_no %s", statePath, r.OutRequestNo, r.OutTradeNo)
 		}
 		s.refunds[refundKey(r.OutTradeNo, r.OutRequestNo)] = &r
 	}
-	s.log.Info("alipaysim state loaded", "path", s.statePath, "trades", len(snap.Trades), "refunds", len(snap.Refunds))
+	s.log.Info("alipaysim state loaded", "path", statePath, "trades", len(snap.Trades), "refunds", len(snap.Refunds))
 	return nil
 }
 
@@ -77,61 +68,12 @@ func (s *Server) snapshotLocked() ([]byte, error) {
 	return json.MarshalIndent(snap, "", "  ")
 }
 
-// changedLocked records that the state changed; the saver writes it soon.
-func (s *Server) changedLocked() {
-	if s.statePath == "" {
-		return
-	}
-	select {
-	case s.dirty <- struct{}{}:
-	default:
-	}
-}
-
-func (s *Server) saver() {
-	defer s.wg.Done()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.dirty:
-		}
-		if err := s.save(); err != nil {
-			s.log.Error("alipaysim state save", "path", s.statePath, "err", err)
-		}
-	}
-}
-
-// save writes the state to a temporary file beside the state file and
-// renames it over it, so a crash mid-write leaves the previous state whole.
-func (s *Server) save() error {
-	s.saveMu.Lock()
-	defer s.saveMu.Unlock()
+// encodeState is the state file's encoder (simkit.StateFile).
+func (s *Server) encodeState() ([]byte, error) {
 	s.mu.Lock()
-	b, err := s.snapshotLocked()
-	s.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("encode alipaysim state: %w", err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(s.statePath), "."+filepath.Base(s.statePath)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("write alipaysim state: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write alipaysim state %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync alipaysim state %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close alipaysim state %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, s.statePath); err != nil {
-		return fmt.Errorf("replace alipaysim state: %w", err)
-	}
-	return nil
+	defer s.mu.Unlock()
+	return s.snapshotLocked()
 }
+
+// changedLocked records that the state changed; the saver writes it soon.
+func (s *Server) changedLocked() { s.state.Changed() }

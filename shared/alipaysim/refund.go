@@ -103,9 +103,8 @@ func (s *Server) apiRefund(biz map[string]json.RawMessage) apiResult {
 	s.refunds[refundKey(t.OutTradeNo, reqNo)] = r
 	s.changedLocked()
 	if s.faults.AsyncRefunds {
-		if d := s.faults.RefundSettleDelay; d > 0 && !s.closed {
-			s.wg.Add(1)
-			go s.settleLater(r, d)
+		if d := s.faults.RefundSettleDelay; d > 0 && !s.run.ClosedLocked() {
+			s.run.Go(func() { s.settleLater(r, d) })
 		}
 		return success(s.refundReplyLocked(t, "N"))
 	}
@@ -144,12 +143,11 @@ func (s *Server) settleLocked(r *RefundState) {
 }
 
 func (s *Server) settleLater(r *RefundState, d time.Duration) {
-	defer s.wg.Done()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
 	case <-timer.C:
-	case <-s.ctx.Done():
+	case <-s.run.Context().Done():
 		return
 	}
 	s.mu.Lock()

@@ -1,17 +1,16 @@
 package alipaysim
 
 import (
-	"context"
 	"crypto/rsa"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/payfn/payfn/shared/internal/simkit"
 )
 
 // cst is China Standard Time (Asia/Shanghai, no daylight saving): Alipay
@@ -113,28 +112,23 @@ type Server struct {
 	log                           *slog.Logger
 	mux                           *http.ServeMux
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// run owns the listener and the background goroutines; its Context
+	// ends pending deliveries and settlements on Close.
+	run *simkit.Server
 
 	mu            sync.Mutex
-	closed        bool
 	trades        map[string]*TradeState  // by out_trade_no
 	byTradeNo     map[string]string       // trade_no → out_trade_no
 	refunds       map[string]*RefundState // by out_trade_no + "\x00" + out_request_no
 	notifications map[string]*notification
 	notifyOrder   []string       // notify_ids, oldest first
 	jobs          map[string]int // running deliveries per out_trade_no
-	changed       chan struct{}  // closed and replaced whenever a delivery is recorded
+	changed       simkit.Changes // broadcast whenever a delivery is recorded or a job ends
 	faults        Faults
 	failNext      Failure
 	failLeft      int
-	srv           *http.Server
-	baseURL       string
 
-	statePath string
-	dirty     chan struct{}
-	saveMu    sync.Mutex
+	state *simkit.StateFile // nil without a state path
 }
 
 // New validates opts, loads or generates the keys (and certificates in
@@ -160,7 +154,6 @@ func New(opts Options) (*Server, error) {
 		refunds:           map[string]*RefundState{},
 		notifications:     map[string]*notification{},
 		jobs:              map[string]int{},
-		changed:           make(chan struct{}),
 	}
 	if s.sellerID == "" {
 		s.sellerID = "2088" + randDigits(12)
@@ -208,20 +201,17 @@ func New(opts Options) (*Server, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
-	s.statePath = opts.StatePath
-	if s.statePath == "" && opts.DataDir != "" {
-		s.statePath = filepath.Join(opts.DataDir, FileState)
+	statePath := opts.StatePath
+	if statePath == "" && opts.DataDir != "" {
+		statePath = filepath.Join(opts.DataDir, FileState)
 	}
-	if s.statePath != "" {
-		s.dirty = make(chan struct{}, 1)
-		if err := s.loadState(); err != nil {
-			return nil, err
-		}
+	s.state = simkit.NewStateFile("alipaysim", statePath, s.encodeState, s.log)
+	if err := s.loadState(); err != nil {
+		return nil, err
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if s.statePath != "" {
-		s.wg.Add(1)
-		go s.saver()
+	s.run = simkit.NewServer("alipaysim", &s.mu, s.log)
+	if s.state != nil {
+		s.run.Go(func() { s.state.Run(s.run.Context()) })
 	}
 	s.routes()
 	return s, nil
@@ -244,38 +234,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Listen serves on addr (e.g. "127.0.0.1:0") in the background.
-func (s *Server) Listen(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("alipaysim listen %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	s.mu.Lock()
-	if s.closed || s.srv != nil {
-		s.mu.Unlock()
-		_ = ln.Close()
-		return errors.New("alipaysim: closed or already listening")
-	}
-	s.srv = srv
-	s.baseURL = "http://" + ln.Addr().String()
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("alipaysim serve", "err", err)
-		}
-	}()
-	s.log.Info("alipaysim listening", "url", s.URL())
-	return nil
-}
+func (s *Server) Listen(addr string) error { return s.run.Listen(addr, s) }
 
 // URL is "http://127.0.0.1:PORT" after Listen, "" before.
-func (s *Server) URL() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.baseURL
-}
+func (s *Server) URL() string { return s.run.URL() }
 
 // GatewayURL is URL() + "/gateway.do": give it to an Alipay client as its
 // gateway (smartwalle/alipay: WithSandboxGateway or WithProductionGateway).
@@ -284,32 +246,8 @@ func (s *Server) GatewayURL() string { return s.URL() + "/gateway.do" }
 // Close stops serving, ends pending notification retries, waits for them
 // and writes the state file one last time.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	srv := s.srv
-	s.mu.Unlock()
-	s.cancel()
-	var err error
-	if srv != nil {
-		err = srv.Close()
-	}
-	s.wg.Wait()
-	s.transport.CloseIdleConnections()
-	if s.statePath != "" {
-		err = errors.Join(err, s.save())
-	}
-	if err != nil {
-		return fmt.Errorf("alipaysim close: %w", err)
-	}
-	return nil
-}
-
-// drain reads and discards what is left of a body (bounded) and closes it.
-func drain(r io.ReadCloser) {
-	_, _ = io.CopyN(io.Discard, r, 64<<10)
-	_ = r.Close()
+	return s.run.Close(func() error {
+		s.transport.CloseIdleConnections()
+		return s.state.Save()
+	})
 }

@@ -82,7 +82,7 @@ func (s *Server) v3(h func(r *http.Request, body []byte) reply) http.HandlerFunc
 			case <-r.Context().Done():
 				t.Stop()
 				return
-			case <-s.ctx.Done():
+			case <-s.run.Context().Done():
 				t.Stop()
 				return
 			}

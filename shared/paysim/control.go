@@ -1,10 +1,11 @@
 package paysim
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/payfn/payfn/shared/internal/simkit"
 )
 
 // controlRoutes mounts the /sim/ control API: no signature, JSON in and out.
@@ -21,20 +22,14 @@ func (s *Server) controlRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /sim/refunds/{no}/settle", s.handleSimSettleRefund)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { simkit.WriteJSON(w, status, v) }
 
 func writeSimError(w http.ResponseWriter, status int, code, message string) {
 	writeJSON(w, status, apiError{Code: code, Message: message})
 }
 
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := simkit.DecodeJSON(w, r, v); err != nil {
 		writeSimError(w, http.StatusBadRequest, "PARAM_ERROR", "invalid JSON body: "+err.Error())
 		return false
 	}

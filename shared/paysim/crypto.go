@@ -10,33 +10,15 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"math/big"
+
+	"github.com/payfn/payfn/shared/internal/simkit"
 )
 
 const alnum = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
-// randFrom returns n characters drawn uniformly from alphabet.
-func randFrom(alphabet string, n int) string {
-	b := make([]byte, n)
-	max := big.NewInt(int64(len(alphabet)))
-	for i := range b {
-		v, err := rand.Int(rand.Reader, max)
-		if err != nil { // crypto/rand does not fail on supported platforms
-			v = big.NewInt(int64(i % len(alphabet)))
-		}
-		b[i] = alphabet[v.Int64()]
-	}
-	return string(b)
-}
-
-func randAlnum(n int) string  { return randFrom(alnum, n) }
-func randDigits(n int) string { return randFrom("0123456789", n) }
-
-func randHex(nBytes int) string {
-	b := make([]byte, nBytes)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func randAlnum(n int) string    { return simkit.RandFrom(alnum, n) }
+func randDigits(n int) string   { return simkit.RandFrom("0123456789", n) }
+func randHex(nBytes int) string { return simkit.RandHex(nBytes) }
 
 // randUUID returns a random RFC 4122 version-4 id (36 characters), the shape
 // of WeChat's notification ids.

@@ -29,6 +29,8 @@
 // is for tests, the dev stack's checkout page and scripts. Mount the server
 // at the root of a listener: request signatures cover r.RequestURI.
 //
-// paysim imports no payfn package and must never be imported by a function
-// binary (functions/*); only tests, scripts and the local dev stack use it.
+// The only payfn package paysim imports is shared/internal/simkit (the
+// listener, state file and waiting plumbing it shares with alipaysim). It
+// must never be imported by a function binary (functions/*); only tests,
+// scripts and the local dev stack use it.
 package paysim

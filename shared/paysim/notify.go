@@ -10,8 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
+
+	"github.com/payfn/payfn/shared/internal/simkit"
 )
 
 // SignatureProbePrefix starts the Wechatpay-Signature of WeChat's signature
@@ -206,14 +209,14 @@ func (s *Server) Deliver(ctx context.Context, url string, h http.Header, body []
 	if err != nil {
 		return 0, fmt.Errorf("deliver: %w", err)
 	}
-	drain(resp.Body)
+	simkit.Drain(resp.Body)
 	return resp.StatusCode, nil
 }
 
 // startDeliveryLocked delivers body to url in the background: the first
 // attempt with dups extra copies beside it, then retries per the schedule.
 func (s *Server) startDeliveryLocked(no, url string, body []byte, dups int) {
-	if s.closed {
+	if s.run.ClosedLocked() {
 		return
 	}
 	var env notificationBody
@@ -226,14 +229,12 @@ func (s *Server) startDeliveryLocked(no, url string, body []byte, dups int) {
 		return
 	}
 	s.jobs[no] += 1 + dups
-	s.wg.Add(1 + dups)
-	go s.deliverWithRetries(no, url, env.ID, body, first)
+	s.run.Go(func() { s.deliverWithRetries(no, url, env.ID, body, first) })
 	for range dups {
-		go func() {
-			defer s.wg.Done()
+		s.run.Go(func() {
 			defer s.finishJob(no)
 			s.attempt(no, url, env.ID, body, first, 0, true)
-		}()
+		})
 	}
 }
 
@@ -242,7 +243,6 @@ func (s *Server) notifyFaultsLocked() NotifyOptions {
 }
 
 func (s *Server) deliverWithRetries(no, url, id string, body []byte, h http.Header) {
-	defer s.wg.Done()
 	defer s.finishJob(no)
 	for n := 0; ; n++ {
 		if n > 0 {
@@ -267,7 +267,7 @@ func (s *Server) deliverWithRetries(no, url, id string, body []byte, h http.Head
 		t := time.NewTimer(s.schedule[n])
 		select {
 		case <-t.C:
-		case <-s.ctx.Done():
+		case <-s.run.Context().Done():
 			t.Stop()
 			return
 		}
@@ -277,7 +277,7 @@ func (s *Server) deliverWithRetries(no, url, id string, body []byte, h http.Head
 // attempt delivers once, records the outcome and reports whether it was
 // acknowledged.
 func (s *Server) attempt(no, url, id string, body []byte, h http.Header, n int, dup bool) bool {
-	status, err := s.Deliver(s.ctx, url, h, body)
+	status, err := s.Deliver(s.run.Context(), url, h, body)
 	d := Delivery{NotificationID: id, Attempt: n, Duplicate: dup, Time: s.now(), Status: status}
 	d.Acked = err == nil && status >= 200 && status < 300
 	if err != nil {
@@ -287,7 +287,7 @@ func (s *Server) attempt(no, url, id string, body []byte, h http.Header, n int, 
 		"attempt", n, "duplicate", dup, "status", status, "acked", d.Acked)
 	s.mu.Lock()
 	s.deliveries[no] = append(s.deliveries[no], d)
-	s.broadcastLocked()
+	s.changed.Broadcast()
 	s.mu.Unlock()
 	return d.Acked
 }
@@ -295,13 +295,8 @@ func (s *Server) attempt(no, url, id string, body []byte, h http.Header, n int, 
 func (s *Server) finishJob(no string) {
 	s.mu.Lock()
 	s.jobs[no]--
-	s.broadcastLocked()
+	s.changed.Broadcast()
 	s.mu.Unlock()
-}
-
-func (s *Server) broadcastLocked() {
-	close(s.changed)
-	s.changed = make(chan struct{})
 }
 
 // Deliveries returns every delivery attempt for outTradeNo, oldest first.
@@ -318,40 +313,32 @@ var errGaveUp = errors.New("notification was never acknowledged")
 // with a 2xx. It fails when ctx ends first, or when deliveries were made and
 // all of them have stopped without an acknowledgement.
 func (s *Server) WaitAcked(ctx context.Context, outTradeNo string) error {
-	for {
-		s.mu.Lock()
-		ds, active, ch := s.deliveries[outTradeNo], s.jobs[outTradeNo], s.changed
-		s.mu.Unlock()
-		for _, d := range ds {
-			if d.Acked {
-				return nil
-			}
-		}
-		if len(ds) > 0 && active == 0 {
-			return fmt.Errorf("wait acked %s: %w after %d attempts", outTradeNo, errGaveUp, len(ds))
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait acked %s: %w", outTradeNo, ctx.Err())
-		case <-ch:
-		}
+	var ds []Delivery
+	var acked bool
+	err := s.changed.Await(ctx, &s.mu, func() bool {
+		ds = s.deliveries[outTradeNo]
+		acked = slices.ContainsFunc(ds, func(d Delivery) bool { return d.Acked })
+		return acked || (len(ds) > 0 && s.jobs[outTradeNo] == 0)
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("wait acked %s: %w", outTradeNo, err)
+	case acked:
+		return nil
 	}
+	return fmt.Errorf("wait acked %s: %w after %d attempts", outTradeNo, errGaveUp, len(ds))
 }
 
 // WaitDeliveries waits until at least n delivery attempts for outTradeNo
 // were recorded, and returns them all.
 func (s *Server) WaitDeliveries(ctx context.Context, outTradeNo string, n int) ([]Delivery, error) {
-	for {
-		s.mu.Lock()
-		ds, ch := s.deliveries[outTradeNo], s.changed
-		s.mu.Unlock()
-		if len(ds) >= n {
-			return append([]Delivery(nil), ds...), nil
-		}
-		select {
-		case <-ctx.Done():
-			return append([]Delivery(nil), ds...), fmt.Errorf("wait for %d deliveries of %s (have %d): %w", n, outTradeNo, len(ds), ctx.Err())
-		case <-ch:
-		}
+	var ds []Delivery
+	err := s.changed.Await(ctx, &s.mu, func() bool {
+		ds = append([]Delivery(nil), s.deliveries[outTradeNo]...)
+		return len(ds) >= n
+	})
+	if err != nil {
+		return ds, fmt.Errorf("wait for %d deliveries of %s (have %d): %w", n, outTradeNo, len(ds), err)
 	}
+	return ds, nil
 }

@@ -2,10 +2,7 @@ package paysim
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"time"
 )
@@ -62,25 +59,17 @@ type refundRecord struct {
 	SuccessTime time.Time `json:"success_time,omitzero"`
 }
 
-// loadState fills the maps from the state file; a missing file is a first
-// run. Called from New, before anything else can touch the maps.
+// loadState fills the maps from the state file; a missing file (or none)
+// is a first run. Called from New, before anything else can touch the maps.
 func (s *Server) loadState() error {
-	b, err := os.ReadFile(s.statePath)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("paysim state: %w", err)
-	}
 	var snap snapshot
-	if err := json.Unmarshal(b, &snap); err != nil {
-		return fmt.Errorf("paysim state %s: %w (delete it to start the simulator empty)", s.statePath, err)
+	found, err := s.state.Load(&snap, func() int { return snap.Version }, stateVersion)
+	if !found || err != nil {
+		return err
 	}
-	if snap.Version != stateVersion {
-		return fmt.Errorf("paysim state %s: version %d, want %d (delete it to start the simulator empty)", s.statePath, snap.Version, stateVersion)
-	}
+	statePath := s.state.Path()
 	if snap.MchID != s.mchID {
-		return fmt.Errorf("paysim state %s: belongs to merchant %q, not %q (delete it to start the simulator empty)", s.statePath, snap.MchID, s.mchID)
+		return fmt.Errorf("paysim state %s: belongs to merchant %q, not %q (delete it to start the simulator empty)", statePath, snap.MchID, s.mchID)
 	}
 	for _, r := range snap.Trades {
 		t := &trade{
@@ -94,13 +83,13 @@ func (s *Server) loadState() error {
 	}
 	for _, p := range snap.Prepays {
 		if _, ok := s.trades[p.OutTradeNo]; !ok {
-			return fmt.Errorf("paysim state %s: prepay_id %s names unknown out_trade_no %s", s.statePath, p.ID, p.OutTradeNo)
+			return fmt.Errorf("paysim state %s: prepay_id %s names unknown out_trade_no %s", statePath, p.ID, p.OutTradeNo)
 		}
 		s.prepays[p.ID] = &prepay{id: p.ID, outTradeNo: p.OutTradeNo, expiresAt: p.ExpiresAt}
 	}
 	for _, r := range snap.Refunds {
 		if _, ok := s.trades[r.OutTradeNo]; !ok {
-			return fmt.Errorf("paysim state %s: refund %s names unknown out_trade_no %s", s.statePath, r.OutRefundNo, r.OutTradeNo)
+			return fmt.Errorf("paysim state %s: refund %s names unknown out_trade_no %s", statePath, r.OutRefundNo, r.OutTradeNo)
 		}
 		s.refunds[r.OutRefundNo] = &refund{
 			OutTradeNo: r.OutTradeNo, OutRefundNo: r.OutRefundNo, RefundID: r.RefundID, TxID: r.TxID,
@@ -108,7 +97,7 @@ func (s *Server) loadState() error {
 			CreatedAt: r.CreatedAt, SuccessTime: r.SuccessTime,
 		}
 	}
-	s.log.Info("paysim state loaded", "path", s.statePath, "trades", len(snap.Trades), "refunds", len(snap.Refunds))
+	s.log.Info("paysim state loaded", "path", statePath, "trades", len(snap.Trades), "refunds", len(snap.Refunds))
 	return nil
 }
 
@@ -137,65 +126,13 @@ func (s *Server) snapshotLocked() ([]byte, error) {
 	return json.Marshal(snap)
 }
 
-// changedLocked records that the state changed; the saver goroutine writes
-// it soon after. Without a state path it does nothing.
-func (s *Server) changedLocked() {
-	if s.statePath == "" {
-		return
-	}
-	select {
-	case s.dirty <- struct{}{}:
-	default: // a save is already due; it will include this change
-	}
-}
-
-// saver writes the state whenever it changed, coalescing bursts into one
-// write, until the server closes (Close writes the last one).
-func (s *Server) saver() {
-	defer s.wg.Done()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.dirty:
-		}
-		if err := s.save(); err != nil {
-			s.log.Error("paysim state save", "path", s.statePath, "err", err)
-		}
-	}
-}
-
-// save writes the whole state to a temporary file beside the state file and
-// renames it over it, so a crash mid-write leaves the previous state whole.
-func (s *Server) save() error {
-	s.saveMu.Lock()
-	defer s.saveMu.Unlock()
+// encodeState is the state file's encoder (simkit.StateFile).
+func (s *Server) encodeState() ([]byte, error) {
 	s.mu.Lock()
-	b, err := s.snapshotLocked()
-	s.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("encode paysim state: %w", err)
-	}
-	dir := filepath.Dir(s.statePath)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(s.statePath)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("write paysim state: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing to remove
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write paysim state %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync paysim state %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close paysim state %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, s.statePath); err != nil {
-		return fmt.Errorf("replace paysim state: %w", err)
-	}
-	return nil
+	defer s.mu.Unlock()
+	return s.snapshotLocked()
 }
+
+// changedLocked records that the state changed; the state file's saver
+// writes it soon after. Without a state path it does nothing.
+func (s *Server) changedLocked() { s.state.Changed() }

@@ -217,13 +217,11 @@ func (s *Server) handleRefund(_ *http.Request, body []byte) reply {
 	s.log.Info("paysim refund accepted", "out_trade_no", no, "out_refund_no", r.OutRefundNo, "refund_fen", r.Refund)
 	if !s.refundCfg.Hold {
 		cfg := s.refundCfg
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
+		s.run.Go(func() {
 			if cfg.Delay > 0 {
 				select {
 				case <-time.After(cfg.Delay):
-				case <-s.ctx.Done():
+				case <-s.run.Context().Done():
 					return
 				}
 			}
@@ -232,7 +230,7 @@ func (s *Server) handleRefund(_ *http.Request, body []byte) reply {
 				outcome = RefundSuccess
 			}
 			s.settleRefund(r.OutRefundNo, outcome, !cfg.NoNotify)
-		}()
+		})
 	}
 	return reply{status: http.StatusOK, body: r.json()}
 }

@@ -1,7 +1,6 @@
 package paysim
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -9,16 +8,16 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/big"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/payfn/payfn/shared/internal/simkit"
 )
 
 // defaultRetrySchedule is WeChat Pay's wait before each notification retry
@@ -145,13 +144,11 @@ type Server struct {
 	log                     *slog.Logger
 	mux                     *http.ServeMux
 
-	// ctx ends pending deliveries and slow replies on Close.
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// run owns the listener and the background goroutines; its Context
+	// ends pending deliveries and slow replies on Close.
+	run *simkit.Server
 
 	mu         sync.Mutex
-	closed     bool
 	trades     map[string]*trade
 	byTxID     map[string]string
 	prepays    map[string]*prepay
@@ -160,18 +157,14 @@ type Server struct {
 	jobs       map[string]int // running delivery goroutines per out_trade_no
 	refunds    map[string]*refund
 	refundCfg  RefundBehaviour
-	changed    chan struct{} // closed and replaced whenever a delivery is recorded
+	changed    simkit.Changes // broadcast whenever a delivery is recorded or a job ends
 	faults     Faults
 	failNext   failure
-	srv        *http.Server
-	baseURL    string
 
 	h5Lifetime time.Duration // h5.go
 	h5Base     string
 
-	statePath string
-	dirty     chan struct{} // a save is due (capacity 1)
-	saveMu    sync.Mutex    // one writer of the state file at a time
+	state *simkit.StateFile // nil without Options.StatePath
 }
 
 type failure struct {
@@ -236,7 +229,6 @@ func New(opts Options) (*Server, error) {
 		codes:          map[string]*loginCode{},
 		deliveries:     map[string][]Delivery{},
 		jobs:           map[string]int{},
-		changed:        make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -282,17 +274,13 @@ func New(opts Options) (*Server, error) {
 	if s.h5Lifetime <= 0 {
 		s.h5Lifetime = defaultH5URLLifetime
 	}
-	if opts.StatePath != "" {
-		s.statePath = opts.StatePath
-		s.dirty = make(chan struct{}, 1)
-		if err := s.loadState(); err != nil {
-			return nil, err
-		}
+	s.state = simkit.NewStateFile("paysim", opts.StatePath, s.encodeState, s.log)
+	if err := s.loadState(); err != nil {
+		return nil, err
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if s.statePath != "" {
-		s.wg.Add(1)
-		go s.saver()
+	s.run = simkit.NewServer("paysim", &s.mu, s.log)
+	if s.state != nil {
+		s.run.Go(func() { s.state.Run(s.run.Context()) })
 	}
 	s.routes()
 	return s, nil
@@ -369,38 +357,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Listen serves on addr (e.g. "127.0.0.1:0") in the background.
-func (s *Server) Listen(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("paysim listen %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	s.mu.Lock()
-	if s.closed || s.srv != nil {
-		s.mu.Unlock()
-		_ = ln.Close()
-		return errors.New("paysim: closed or already listening")
-	}
-	s.srv = srv
-	s.baseURL = "http://" + ln.Addr().String()
-	s.wg.Add(1) // under mu, so Close cannot be waiting already
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("paysim serve", "err", err)
-		}
-	}()
-	s.log.Info("paysim listening", "url", s.URL())
-	return nil
-}
+func (s *Server) Listen(addr string) error { return s.run.Listen(addr, s) }
 
 // URL is "http://127.0.0.1:PORT" after Listen, "" before.
-func (s *Server) URL() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.baseURL
-}
+func (s *Server) URL() string { return s.run.URL() }
 
 // HTTPClient returns a client that sends every request, whatever its host
 // (e.g. https://api.mch.weixin.qq.com), to the simulator. Pass it to
@@ -427,35 +387,10 @@ func (t rewriteTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // Close stops serving and ends pending notification retries and slow
 // replies, then waits for them.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	srv := s.srv
-	s.mu.Unlock()
-	s.cancel()
-	var err error
-	if srv != nil {
-		err = srv.Close()
-	}
-	s.wg.Wait()
-	s.transport.CloseIdleConnections()
-	if s.statePath != "" {
+	return s.run.Close(func() error {
+		s.transport.CloseIdleConnections()
 		// The saver has stopped; whatever changed since its last write is
 		// written now.
-		err = errors.Join(err, s.save())
-	}
-	if err != nil {
-		return fmt.Errorf("paysim close: %w", err)
-	}
-	return nil
-}
-
-// drain reads and discards what is left of a body, so the connection can be
-// reused; it bounds the read to stay cheap.
-func drain(r io.ReadCloser) {
-	_, _ = io.CopyN(io.Discard, r, 64<<10)
-	_ = r.Close()
+		return s.state.Save()
+	})
 }
