@@ -101,19 +101,12 @@ func unavailable(op string, err error) error {
 // could not answer, or carry an *APIError.
 func (c *Channel) PrepayID(ctx context.Context, req app.PrepayRequest) (string, error) {
 	op := "prepay " + req.OutTradeNo
-	desc := sanitizeDescription(req.Description)
-	switch {
-	case req.OutTradeNo == "":
-		return "", errors.New("prepay: empty out_trade_no")
-	case req.TotalFen < 1:
-		return "", fmt.Errorf("%s: total %d fen is not positive", op, req.TotalFen)
-	case req.PayerOpenID == "":
+	desc, err := checkPrepay("prepay", req)
+	if err != nil {
+		return "", err
+	}
+	if req.PayerOpenID == "" {
 		return "", fmt.Errorf("%s: empty payer openid", op)
-	case desc == "":
-		return "", fmt.Errorf("%s: empty description", op)
-	case utf8.RuneCountInString(req.Attach) > maxAttach:
-		// attach comes back verbatim; cutting it would corrupt it.
-		return "", fmt.Errorf("%s: attach longer than %d characters", op, maxAttach)
 	}
 	appID, err := c.appID(req.AppID)
 	if err != nil {
@@ -131,15 +124,7 @@ func (c *Channel) PrepayID(ctx context.Context, req app.PrepayRequest) (string, 
 		Amount:      &jsapi.Amount{Total: core.Int64(req.TotalFen), Currency: core.String("CNY")},
 		Payer:       &jsapi.Payer{Openid: core.String(req.PayerOpenID)},
 	}
-	if !req.TimeExpire.IsZero() {
-		// Whole seconds in +08:00: the SDK marshals with RFC3339Nano, and
-		// WeChat documents yyyy-MM-DDTHH:mm:ss+08:00.
-		te := req.TimeExpire.Truncate(time.Second).In(cst)
-		r.TimeExpire = &te
-	}
-	if req.Attach != "" {
-		r.Attach = core.String(req.Attach)
-	}
+	r.TimeExpire, r.Attach = timeExpire(req.TimeExpire), optional(req.Attach)
 	if req.ProfitSharing {
 		r.SettleInfo = &jsapi.SettleInfo{ProfitSharing: core.Bool(true)}
 	}
@@ -165,6 +150,44 @@ func (c *Channel) Prepay(ctx context.Context, req app.PrepayRequest) (app.Prepai
 		return app.Prepaid{}, err
 	}
 	return app.Prepaid{Ref: id, Payment: params}, nil
+}
+
+// checkPrepay checks what every prepay (JSAPI, H5) sends and returns the
+// description as it is sent. what names the call in errors.
+func checkPrepay(what string, req app.PrepayRequest) (string, error) {
+	op := what + " " + req.OutTradeNo
+	desc := sanitizeDescription(req.Description)
+	switch {
+	case req.OutTradeNo == "":
+		return "", fmt.Errorf("%s: empty out_trade_no", what)
+	case req.TotalFen < 1:
+		return "", fmt.Errorf("%s: total %d fen is not positive", op, req.TotalFen)
+	case desc == "":
+		return "", fmt.Errorf("%s: empty description", op)
+	case utf8.RuneCountInString(req.Attach) > maxAttach:
+		// attach comes back verbatim; cutting it would corrupt it.
+		return "", fmt.Errorf("%s: attach longer than %d characters", op, maxAttach)
+	}
+	return desc, nil
+}
+
+// timeExpire is time_expire as WeChat documents it, yyyy-MM-DDTHH:mm:ss+08:00
+// (the SDK marshals with RFC3339Nano, so whole seconds in +08:00); nil when
+// t is zero.
+func timeExpire(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	te := t.Truncate(time.Second).In(cst)
+	return &te
+}
+
+// optional is s for an optional field: nil when empty.
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return core.String(s)
 }
 
 // sanitizeDescription drops invalid UTF-8 and 4-byte characters (WeChat

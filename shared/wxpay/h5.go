@@ -2,14 +2,11 @@ package wxpay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
-	"time"
-	"unicode/utf8"
 
 	"github.com/wechatpay-apiv3/wechatpay-go/core"
 	"github.com/wechatpay-apiv3/wechatpay-go/services/payments/h5"
@@ -72,17 +69,12 @@ const maxClientIP = 45
 // *APIError (NO_AUTH when H5 payment is not enabled for the merchant).
 func (h *H5) Prepay(ctx context.Context, req app.PrepayRequest) (app.Prepaid, error) {
 	op := "h5 prepay " + req.OutTradeNo
-	desc := sanitizeDescription(req.Description)
+	desc, err := checkPrepay("h5 prepay", req)
+	if err != nil {
+		return app.Prepaid{}, err
+	}
 	ip, ipErr := netip.ParseAddr(req.ClientIP)
 	switch {
-	case req.OutTradeNo == "":
-		return app.Prepaid{}, errors.New("h5 prepay: empty out_trade_no")
-	case req.TotalFen < 1:
-		return app.Prepaid{}, fmt.Errorf("%s: total %d fen is not positive", op, req.TotalFen)
-	case desc == "":
-		return app.Prepaid{}, fmt.Errorf("%s: empty description", op)
-	case utf8.RuneCountInString(req.Attach) > maxAttach:
-		return app.Prepaid{}, fmt.Errorf("%s: attach longer than %d characters", op, maxAttach)
 	case req.ClientIP == "":
 		return app.Prepaid{}, fmt.Errorf("%s: the payer's client IP is required", op)
 	case ipErr != nil || len(req.ClientIP) > maxClientIP:
@@ -109,13 +101,7 @@ func (h *H5) Prepay(ctx context.Context, req app.PrepayRequest) (app.Prepaid, er
 			H5Info:        &h5.H5Info{Type: core.String("Wap")},
 		},
 	}
-	if !req.TimeExpire.IsZero() {
-		te := req.TimeExpire.Truncate(time.Second).In(cst) // as JSAPI: whole seconds, +08:00
-		r.TimeExpire = &te
-	}
-	if req.Attach != "" {
-		r.Attach = core.String(req.Attach)
-	}
+	r.TimeExpire, r.Attach = timeExpire(req.TimeExpire), optional(req.Attach)
 	if req.ProfitSharing {
 		r.SettleInfo = &h5.SettleInfo{ProfitSharing: core.Bool(true)}
 	}
