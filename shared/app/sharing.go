@@ -192,39 +192,60 @@ func (a *App) ShareProfitsWith(ctx context.Context, opts JobOptions, so ShareOpt
 }
 
 // discoverSplits opens a task for every paid split order decided since the
-// last discovery (less the lookback: inserting a task twice is harmless).
+// last discovery.
 func (a *App) discoverSplits(ctx context.Context, limit int, so ShareOptions) error {
-	const cursor = "shareProfits/discover_orders"
+	return discover(ctx, a, "shareProfits/discover_orders", "split", "paid split orders", so.Lookback,
+		func(from, to, afterAt time.Time, afterID string) ([]order.Order, error) {
+			return a.store.PaidSplitOrders(ctx, from, to, afterAt, afterID, limit)
+		},
+		func(o order.Order) (time.Time, string) { return o.UpdatedAt, o.ID },
+		func(os []order.Order) error {
+			for _, o := range os {
+				if err := a.openSplit(ctx, o, so); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, limit)
+}
+
+// discover pages through what list finds since the discovery's cursor,
+// less the lookback (opening a task twice is harmless), hands each page to
+// open, and moves the cursor to the newest time seen. name and what name
+// the discovery and the listing in errors.
+func discover[T any](ctx context.Context, a *App, cursor, name, what string, lookback time.Duration,
+	list func(from, to, afterAt time.Time, afterID string) ([]T, error), at func(T) (time.Time, string),
+	open func([]T) error, limit int) error {
 	last, _, err := a.store.JobCursor(ctx, cursor)
 	if err != nil {
-		return storeError("read split discovery cursor", err)
+		return storeError("read "+name+" discovery cursor", err)
 	}
 	from := time.Time{}
 	if !last.IsZero() {
-		from = last.Add(-so.Lookback)
+		from = last.Add(-lookback)
 	}
 	to := a.now()
-	var atAt time.Time
-	var atID string
+	var afterAt time.Time
+	var afterID string
 	newest := last
 	for {
-		os, err := a.store.PaidSplitOrders(ctx, from, to, atAt, atID, limit)
+		page, err := list(from, to, afterAt, afterID)
 		if err != nil {
-			return storeError("list paid split orders", err)
+			return storeError("list "+what, err)
 		}
-		for _, o := range os {
-			if err := a.openSplit(ctx, o, so); err != nil {
-				return err
-			}
-			atAt, atID = o.UpdatedAt, o.ID
-			newest = later(newest, o.UpdatedAt)
+		if err := open(page); err != nil {
+			return err
 		}
-		if len(os) < limit {
+		for _, x := range page {
+			afterAt, afterID = at(x)
+			newest = later(newest, afterAt)
+		}
+		if len(page) < limit {
 			break
 		}
 	}
 	if err := a.store.SetJobCursor(ctx, cursor, newest, ""); err != nil {
-		return storeError("save split discovery cursor", err)
+		return storeError("save "+name+" discovery cursor", err)
 	}
 	return nil
 }
@@ -258,27 +279,17 @@ func (a *App) openSplit(ctx context.Context, o order.Order, so ShareOptions) err
 }
 
 // discoverReturns opens a return task for every refund of a split order
-// created since the last discovery (less the lookback).
+// created since the last discovery.
 func (a *App) discoverReturns(ctx context.Context, limit int, so ShareOptions) error {
-	const cursor = "shareProfits/discover_refunds"
-	last, _, err := a.store.JobCursor(ctx, cursor)
-	if err != nil {
-		return storeError("read return discovery cursor", err)
-	}
-	from := time.Time{}
-	if !last.IsZero() {
-		from = last.Add(-so.Lookback)
-	}
-	to := a.now()
-	var atAt time.Time
-	var atID string
-	newest := last
-	for {
-		rs, err := a.store.RefundsCreated(ctx, from, to, atAt, atID, limit)
-		if err != nil {
-			return storeError("list new refunds", err)
-		}
-		if len(rs) > 0 {
+	return discover(ctx, a, "shareProfits/discover_refunds", "return", "new refunds", so.Lookback,
+		func(from, to, afterAt time.Time, afterID string) ([]order.Refund, error) {
+			return a.store.RefundsCreated(ctx, from, to, afterAt, afterID, limit)
+		},
+		func(r order.Refund) (time.Time, string) { return r.CreatedAt, r.ID },
+		func(rs []order.Refund) error {
+			if len(rs) == 0 {
+				return nil
+			}
 			ids := make([]string, 0, len(rs))
 			for _, r := range rs {
 				ids = append(ids, r.OrderID)
@@ -297,18 +308,9 @@ func (a *App) discoverReturns(ctx context.Context, limit int, so ShareOptions) e
 						return err
 					}
 				}
-				atAt, atID = r.CreatedAt, r.ID
-				newest = later(newest, r.CreatedAt)
 			}
-		}
-		if len(rs) < limit {
-			break
-		}
-	}
-	if err := a.store.SetJobCursor(ctx, cursor, newest, ""); err != nil {
-		return storeError("save return discovery cursor", err)
-	}
-	return nil
+			return nil
+		}, limit)
 }
 
 // openReturn opens the return task of a refund of a split order.
