@@ -11,6 +11,7 @@ import (
 
 	"github.com/payfn/payfn/shared/alipaysim"
 	"github.com/payfn/payfn/shared/order"
+	"github.com/payfn/payfn/shared/paysim"
 	"github.com/payfn/payfn/shared/setup"
 )
 
@@ -179,4 +180,24 @@ func otherID(id string) string {
 		return id[:len(id)-1] + "Y"
 	}
 	return id[:len(id)-1] + "Z"
+}
+
+// TestAProvidersNotificationForAnOrderOfAnotherProviderChangesNothing: a
+// genuine WeChat Pay notification naming an order paid through Alipay is
+// NOTIFICATION_MISMATCH, as README says, and changes nothing.
+func TestAProvidersNotificationForAnOrderOfAnotherProviderChangesNothing(t *testing.T) {
+	h, ali := newChannelsHarness(t, setup.Options{})
+	c := channelShop(t, h, "crossed", 2800)
+	id, _ := alipayPaid(t, h, ali, c, "cross-1")
+	hdr, body, err := h.sim.BuildNotification(h.paidTx(id, "o-buyer", 2800), paysim.NotifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := h.dbSnapshot()
+	if status, raw := serve(t, h.stack.Handler, "/notify/wechatpay", hdr, body); status != 400 || !strings.Contains(string(raw), `"code":"NOTIFICATION_MISMATCH"`) {
+		t.Fatalf("answered %d %s, want 400 NOTIFICATION_MISMATCH", status, raw)
+	}
+	if d := before.diff(h.dbSnapshot()); d != "" {
+		t.Fatalf("the store changed:\n%s", d)
+	}
 }
